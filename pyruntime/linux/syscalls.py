@@ -320,3 +320,20 @@ def bpf(cmd: int, attr: ctypes.Structure) -> int:
 
 def pack_u64(*vals: int) -> bytes:
     return struct.pack(f"{len(vals)}Q", *vals)
+
+
+# --- seccomp (pyruntime.linux.seccomp) -------------------------------------------------------
+_NR_SECCOMP = {"x86_64": 317, "aarch64": 277}[_ARCH]
+
+
+def seccomp_raw(op: int, flags: int, arg: object) -> int:
+    """seccomp(2) returning the raw result: >= 0 on success, -errno on failure. No allocation
+    beyond ctypes' own, no other syscall: safe to call right after a filter is loaded."""
+    ret = _syscall(_NR_SECCOMP, ctypes.c_uint(op), ctypes.c_uint(flags), arg)
+    return ret if ret >= 0 else -ctypes.get_errno()
+
+
+def pidfd_getfd(pidfd: int, targetfd: int) -> int:
+    """A duplicate (O_CLOEXEC) of fd `targetfd` of the process behind `pidfd`."""
+    return _check(_syscall(_NR["pidfd_getfd"], ctypes.c_int(pidfd), ctypes.c_int(targetfd),
+                           ctypes.c_uint(0)), "pidfd_getfd")

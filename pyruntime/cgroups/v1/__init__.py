@@ -1,0 +1,193 @@
+"""The cgroup v1 manager (also used on hybrid hosts, where processes are additionally put in the
+unified hierarchy's matching cgroup, as runc 1.1 does). One module per controller; the manager
+only walks them in runc's order."""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any, Iterable
+
+from pyruntime.cgroups import fs
+from pyruntime.cgroups.base import Manager, empty_stats, finish_stats, g
+from pyruntime.cgroups.devices import Emulator, Rule, container_rules, make_rule
+from pyruntime.errors import RuntimeFailure, Unsupported
+
+from . import blkio, cpu, cpuacct, cpuset, devices, freezer, hugetlb, memory, net_cls, net_prio, pids, rdma
+
+# runc 1.1 fs.subsystems order (Set walks it in this order)
+CONTROLLERS = (cpuset, devices, memory, cpu, cpuacct, pids, blkio, hugetlb, net_cls, net_prio, freezer, rdma)
+# hierarchies a process joins although no resource is set there
+JOIN_ONLY = ("perf_event", "misc", "name=systemd")
+
+_PERM = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class V1Manager(Manager):
+    version = "v1"
+
+    def __init__(self, container_id: str, paths: dict[str, str], mountpoints: dict[str, str], *,
+                 rootless: bool = False, layout: str = "v1", cgroup_path: str = "",
+                 device_rules: list[dict] | None = None):
+        self.container_id = container_id
+        self._paths = dict(paths)            # controller (or "" = unified, name=...) -> dir
+        self._mounts = dict(mountpoints)     # controller -> mount point
+        self.rootless = rootless
+        self.layout = layout
+        self._cgroup_path = cgroup_path
+        self._devices = Emulator.from_rules([Rule.from_dict(d) for d in device_rules]) \
+            if device_rules is not None else None
+
+    # --- paths -------------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The cgroup path as /proc/PID/cgroup shows it: the unified one on hybrid hosts, else
+        the devices (or first) hierarchy's."""
+        for c in ("", "devices", *self._paths):
+            if c in self._paths and c in self._mounts:
+                rel = os.path.relpath(self._paths[c], self._mounts[c])
+                return "/" if rel == "." else "/" + rel
+        return self._cgroup_path
+
+    def paths(self) -> dict[str, str]:
+        return dict(self._paths)
+
+    def _dirs(self) -> list[str]:
+        return list(dict.fromkeys(self._paths.values()))
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self._dirs())
+
+    def _need(self, ctrl: str, what: str) -> str:
+        p = self._paths.get(ctrl)
+        if p is None:
+            if self.rootless and ctrl in self._mounts:
+                raise Unsupported(f"cannot set {what}: rootless container has no write access to the "
+                                  f"{ctrl} cgroup")
+            raise Unsupported(f"cannot set {what}: the {ctrl} cgroup controller is not mounted on this host")
+        return p
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def create(self) -> None:
+        for ctrl, d in list(self._paths.items()):
+            try:
+                fs.mkdir_p(d)
+                if ctrl == "cpuset":
+                    cpuset.prepare(d, self._mounts["cpuset"])
+            except fs.CgroupError as e:
+                if self.rootless and not os.path.isdir(d):
+                    del self._paths[ctrl]
+                    continue
+                raise e
+
+    def apply(self, pid: int) -> None:
+        self.create()
+        done: set[str] = set()
+        for ctrl, d in list(self._paths.items()):
+            if d in done:
+                continue
+            try:
+                fs.write(d, "cgroup.procs", pid)
+            except fs.WriteError as e:
+                if self.rootless and e.errno in _PERM:
+                    del self._paths[ctrl]
+                    continue
+                raise RuntimeFailure(f"cannot join cgroup {d}: {os.strerror(e.errno)}") from None
+            done.add(d)
+
+    def set(self, resources: Any, *, linux_devices: Iterable = (), skip_devices: bool = False) -> None:
+        r = resources
+        if g(r, "unified"):
+            raise Unsupported("invalid configuration: cannot use unified on cgroup v1")
+        for mod in CONTROLLERS:
+            if mod is devices:
+                if not skip_devices and not self.rootless and "devices" in self._paths:
+                    self._set_devices(container_rules(g(r, "devices"), linux_devices))
+                elif not skip_devices and g(r, "devices") and not self.rootless:
+                    raise Unsupported("cannot set device rules: the devices cgroup controller is not mounted")
+                continue
+            needed = getattr(mod, "needed", None)
+            if needed is None or not needed(r):
+                continue
+            mod.set(self._need(mod.NAME, _WHAT.get(mod.NAME, mod.NAME)), r, self)
+
+    def _set_devices(self, rules: list[Rule]) -> None:
+        self._devices = devices.set_rules(self._paths["devices"], rules)
+
+    def device_rules(self) -> list[dict] | None:
+        return self._devices.to_list() if self._devices is not None else None
+
+    def allow_device(self, type: str, major: int, minor: int, access: str = "rwm") -> None:
+        self._device_rule(make_rule(True, type, major, minor, access, "allow_device"))
+
+    def deny_device(self, type: str, major: int, minor: int, access: str = "rwm") -> None:
+        self._device_rule(make_rule(False, type, major, minor, access, "deny_device"))
+
+    def _device_rule(self, rule: Rule) -> None:
+        p = self._need("devices", "device rules")
+        devices.write_rule(p, rule)
+        if self._devices is None:
+            self._devices = Emulator.from_devices_list(fs.read(p, "devices.list"))
+        else:
+            self._devices.apply(rule)
+
+    # --- freezer -----------------------------------------------------------------------------
+    def _freezer(self) -> str:
+        p = self._paths.get("freezer")
+        if p is None:
+            raise Unsupported("cannot freeze/thaw: the freezer cgroup controller is not mounted on this host")
+        return p
+
+    def freeze(self) -> None:
+        freezer.freeze(self._freezer())
+
+    def thaw(self) -> None:
+        freezer.thaw(self._freezer())
+
+    def frozen(self) -> bool:
+        p = self._paths.get("freezer")
+        return p is not None and freezer.frozen(p)
+
+    # --- queries -----------------------------------------------------------------------------
+    def pids(self) -> list[int]:
+        out: set[int] = set()
+        for d in self._dirs():
+            out.update(fs.pids_recursive(d))
+        return sorted(out)
+
+    def stats(self) -> dict:
+        st = empty_stats()
+        for mod in CONTROLLERS:
+            p = self._paths.get(mod.NAME)
+            if p is not None and os.path.isdir(p):
+                mod.stats(p, st)
+        return finish_stats(st)
+
+    def oom_kill_count(self) -> int:
+        p = self._paths.get("memory")
+        return memory.oom_kill_count(p) if p else 0
+
+    def _remove_dirs(self) -> None:
+        errors = []
+        for d in self._dirs():
+            try:
+                fs.rmdir_tree(d)
+            except fs.CgroupError as e:
+                errors.append(str(e))
+        if errors:
+            raise fs.CgroupError("; ".join(errors))
+
+    def to_state(self) -> dict:
+        return {"version": "v1", "layout": self.layout, "id": self.container_id, "path": self._cgroup_path,
+                "paths": dict(self._paths), "mounts": dict(self._mounts), "rootless": self.rootless,
+                "devices": self.device_rules()}
+
+    @classmethod
+    def from_state(cls, d: dict) -> "V1Manager":
+        return cls(d["id"], d["paths"], d.get("mounts", {}), rootless=d.get("rootless", False),
+                   layout=d.get("layout", "v1"), cgroup_path=d.get("path", ""), device_rules=d.get("devices"))
+
+
+_WHAT = {"memory": "memory limits", "cpu": "cpu limits", "cpuset": "cpu.cpus/cpu.mems", "pids": "pids.limit",
+         "blkio": "blockIO limits", "hugetlb": "hugepageLimits", "net_cls": "network.classID",
+         "net_prio": "network.priorities", "rdma": "rdma limits"}

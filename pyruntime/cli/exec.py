@@ -1,0 +1,126 @@
+"""pyruntime exec [flags] ID [COMMAND ARGS...]  or  pyruntime exec --process FILE ID"""
+
+import json
+import os
+import re
+
+from pyruntime.cli._flags import Flag, parse
+from pyruntime.errors import RuntimeFailure, UsageError
+
+FLAGS = [
+    Flag("console-socket", "str", "", help="path to an AF_UNIX socket which will receive the pty master"),
+    Flag("cwd", "str", "", help="current working directory in the container"),
+    Flag("env,e", "list", help="set environment variables"),
+    Flag("tty,t", help="allocate a pseudo-TTY"),
+    Flag("user,u", "str", "", help="UID (format: <uid>[:<gid>])"),
+    Flag("additional-gids,g", "list", help="additional gids"),
+    Flag("process,p", "str", "", help="path to the process.json"),
+    Flag("detach,d", help="detach from the container's process"),
+    Flag("pid-file", "str", "", help="specify the file to write the process id to"),
+    Flag("process-label", "str", "", help="set the asm process label for the process commonly used with selinux"),
+    Flag("apparmor", "str", "", help="set the apparmor profile for the process"),
+    Flag("no-new-privs", help="set the no new privileges value for the process"),
+    Flag("cap,c", "list", help="add a capability to the bounding set for the process"),
+    Flag("preserve-fds", "int", 0, help="pass N additional file descriptors to the container"),
+    Flag("cgroup", "list", help="run the process in an (existing) sub-cgroup(s)"),
+    Flag("ignore-paused", help="allow exec in a paused container"),
+    Flag("help,h"),
+]
+
+_USER_RE = re.compile(r"^(\d{1,10})(?::(\d{1,10}))?$")
+_MAXID = 2**32 - 2
+
+
+def parse_user(text: str) -> tuple[int, int | None]:
+    """Strictly `uid[:gid]`, decimal, in range (no names, signs, spaces or trailing junk)."""
+    m = _USER_RE.match(text)
+    if not m:
+        raise UsageError(f"invalid --user {text!r}: must be <uid>[:<gid>] with numeric ids")
+    uid = int(m.group(1))
+    gid = int(m.group(2)) if m.group(2) is not None else None
+    if uid > _MAXID or (gid is not None and gid > _MAXID):
+        raise UsageError(f"invalid --user {text!r}: id out of range")
+    return uid, gid
+
+
+def run(ctx, argv):
+    opts, rest = parse(FLAGS, argv, command="exec")
+    if not rest:
+        raise UsageError('"exec" requires a minimum of 1 argument(s)')
+    cid, args = rest[0], rest[1:]
+    from pyruntime.container.lifecycle import config_spec, load
+    from pyruntime.spec import load_process
+
+    if opts.process:
+        try:
+            with open(opts.process, "rb") as f:
+                data = json.loads(f.read())
+        except OSError as e:
+            raise RuntimeFailure(f"open {opts.process}: {e.strerror.lower()}") from None
+        except ValueError as e:
+            raise RuntimeFailure(f"process.json: invalid JSON: {e}") from None
+        proc = load_process(data)
+    else:
+        if not args:
+            raise UsageError("exec args cannot be empty")
+        cdir, record, _ = load(ctx, cid, lock=False)
+        cdir.close()
+        base = record["config"]["process"]
+        proc = load_process(_process_from_flags(base, args, opts))
+    if opts.tty and opts.process:
+        import attrs
+
+        proc = attrs.evolve(proc, terminal=True)
+    console = opts.console_socket or None
+    proxy = None
+    if proc.terminal and not console and not opts.detach:
+        from pyruntime.cli._tty import ConsoleProxy
+
+        proxy = ConsoleProxy()
+        console = proxy.child_socket
+    from pyruntime.cli.create import preserve_fds
+    from pyruntime.container.exec import exec_in
+
+    return exec_in(ctx, cid, proc, detach=opts.detach, pid_file=opts.pid_file or None,
+                   console_socket=console, preserve_fds=preserve_fds(opts.preserve_fds),
+                   sub_cgroup=opts.cgroup[0] if opts.cgroup else None,
+                   ignore_paused=opts.ignore_paused, proxy=proxy)
+
+
+def _process_from_flags(base: dict, args: list[str], opts) -> dict:
+    """runc's newProcess: the container's process as the base, overridden by the flags."""
+    p = json.loads(json.dumps(base))
+    p["args"] = args
+    p["terminal"] = bool(opts.tty)
+    p.pop("consoleSize", None)
+    if opts.cwd:
+        p["cwd"] = opts.cwd
+    if opts.env:
+        p["env"] = list(p.get("env") or []) + list(opts.env)
+    if opts.user:
+        uid, gid = parse_user(opts.user)
+        p.setdefault("user", {})["uid"] = uid
+        if gid is not None:
+            p["user"]["gid"] = gid
+    if opts.additional_gids:
+        try:
+            p.setdefault("user", {})["additionalGids"] = [int(g) for g in opts.additional_gids]
+        except ValueError:
+            raise UsageError(f"invalid additional-gids {opts.additional_gids}") from None
+    if opts.cap:
+        caps = p.setdefault("capabilities", {})
+        # Only bounding, effective and permitted: never inheritable/ambient (CVE-2022-29162).
+        for key in ("bounding", "effective", "permitted"):
+            have = list(caps.get(key) or [])
+            for c in opts.cap:
+                c = c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
+                if c not in have:
+                    have.append(c)
+            caps[key] = have
+    if opts.no_new_privs:
+        p["noNewPrivileges"] = True
+    if opts.apparmor:
+        p["apparmorProfile"] = opts.apparmor
+    if opts.process_label:
+        p["selinuxLabel"] = opts.process_label
+    return p

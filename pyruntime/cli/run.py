@@ -1,0 +1,88 @@
+"""pyruntime run [--bundle B] [--detach] [--keep] [--pid-file F] [--console-socket S] ID
+
+create + start; in the foreground, wait for the container, forward signals to it, and exit
+with its status (128+N when killed by signal N), then delete it unless --keep."""
+
+import os
+import signal
+
+from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli.create import FLAGS as CREATE_FLAGS, one_id, preserve_fds
+
+FLAGS = CREATE_FLAGS[:-1] + [
+    Flag("detach,d", help="detach from the container's process"),
+    Flag("keep", help="do not delete the container after it exits"),
+    Flag("help,h"),
+]
+
+
+def run(ctx, argv):
+    opts, rest = parse(FLAGS, argv, command="run")
+    cid = one_id(rest, "run")
+    from pyruntime.container.create import create
+    from pyruntime.container.lifecycle import _poststart, destroy, release_init
+
+    console = opts.console_socket or None
+    proxy = None
+    if not opts.detach and not console:
+        from pyruntime.spec import load_bundle  # only to know whether a terminal is wanted
+
+        if load_bundle(os.path.abspath(opts.bundle or os.getcwd())).spec.process.terminal:
+            from pyruntime.cli._tty import ConsoleProxy
+
+            proxy = ConsoleProxy()
+            console = proxy.child_socket
+    created = create(ctx, cid, bundle=opts.bundle, pid_file=opts.pid_file, console_socket=console,
+                     preserve_fds=preserve_fds(opts.preserve_fds), no_pivot=opts.no_pivot,
+                     no_new_keyring=opts.no_new_keyring, keep_locked=True)
+    cdir, record = created.cdir, created.record
+    try:
+        if proxy is not None:
+            proxy.receive_master()
+        release_init(cdir, record)
+    except BaseException:
+        destroy(record, cdir, "created")
+        cdir.close()
+        raise
+    cdir.close()
+    if record.get("config", {}).get("hooks", {}).get("poststart"):
+        _poststart(record)
+    if opts.detach:
+        return 0
+    code = wait_foreground(record["pid"], proxy)
+    if not opts.keep:
+        from pyruntime.container.lifecycle import delete
+
+        delete(ctx, cid, force=True)
+    return code
+
+
+def wait_foreground(pid: int, proxy=None) -> int:
+    """We are a child subreaper and the init is our child: forward signals, reap, return status."""
+    fwd = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
+                                                   signal.SIGWINCH if proxy else signal.SIGKILL)]
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for s in fwd:
+        try:
+            signal.signal(s, forward)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    if proxy is not None:
+        proxy.copy_until_exit(pid)
+    while True:
+        try:
+            wpid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+        if wpid == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)

@@ -1,0 +1,273 @@
+"""The parent side of `create`: validate the bundle, make the state dir and cgroup, fork the
+container's processes (pyruntime.container.init), drive them through the sync protocol, run the
+runtime-namespace hooks, and leave the init waiting on exec.fifo.
+
+On any failure everything made so far is undone: the init is killed and reaped, the cgroup
+removed, the state directory deleted. Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from pyruntime.container import state as st
+from pyruntime.container.status import CREATED, CREATING, start_time
+from pyruntime.errors import ConfigError, RuntimeFailure
+from pyruntime.linux import syscalls as sc
+
+
+def _rfc3339_now() -> str:
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + ".%09dZ" % (t % 10**9)
+
+
+class Created:
+    """What `create` leaves for `run`: the container dir (still locked) and its record."""
+
+    def __init__(self, cdir: st.ContainerDir, record: dict, spec) -> None:
+        self.cdir = cdir
+        self.record = record
+        self.spec = spec
+
+
+def _check_for_create(spec, bundle: str) -> str:
+    if spec.process is None:
+        raise ConfigError("config.json: /process: process is required to create a container")
+    if spec.root is None or not spec.root.path:
+        raise ConfigError("config.json: /root: root.path is required to create a container")
+    if spec.linux is None:
+        raise ConfigError("config.json: /linux: linux is required on this platform")
+    if not any(n.type == "mount" for n in spec.linux.namespaces or ()):
+        raise ConfigError("config.json: /linux/namespaces: a mount namespace is required")
+    root = spec.root.path
+    rootfs = root if os.path.isabs(root) else os.path.join(bundle, root)
+    rootfs = os.path.realpath(rootfs)
+    if not os.path.isdir(rootfs):
+        raise ConfigError(f"config.json: /root/path: rootfs {rootfs!r} does not exist or is not a directory")
+    return rootfs
+
+
+def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
+           console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
+           no_new_keyring: bool = False, keep_locked: bool = False, extra_seccomp=None) -> Created:
+    from pyruntime.spec import load_bundle
+
+    st.validate_id(cid)
+    bundle = os.path.abspath(bundle or os.getcwd())
+    if not os.path.isdir(bundle):
+        raise RuntimeFailure(f"bundle {bundle!r}: no such directory")
+    loaded = load_bundle(bundle)
+    spec = loaded.spec
+    if extra_seccomp is not None:
+        spec = extra_seccomp(spec)
+    rootfs = _check_for_create(spec, bundle)
+
+    store = st.Store(ctx.root)
+    cdir = store.create(cid)
+    me = os.getpid()
+    record = {
+        "ociVersion": spec.oci_version,
+        "id": cid,
+        "status": CREATING,
+        "pid": 0,
+        "bundle": bundle,
+        "rootfs": rootfs,
+        "created": _rfc3339_now(),
+        "owner": os.geteuid(),
+        "annotations": dict(spec.annotations or {}),
+        "creator": [me, start_time(me)],
+        "config_digest": loaded.digest,
+        "config": loaded.raw,
+        "rootless": ctx.rootless,
+    }
+    undo = _Undo(cdir)
+    try:
+        cdir.write(record)
+        _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo, console_socket=console_socket,
+               preserve_fds=preserve_fds, no_pivot=no_pivot, no_new_keyring=no_new_keyring)
+        record["status"] = CREATED
+        record.pop("creator", None)
+        cdir.write(record)
+        if pid_file:
+            st.write_pid_file(pid_file, record["pid"])
+    except BaseException:
+        undo.run()
+        raise
+    if not keep_locked:
+        cdir.close()
+    return Created(cdir, record, spec)
+
+
+class _Undo:
+    """Tear down a half-created container: kill, reap, cgroup, state dir."""
+
+    def __init__(self, cdir: st.ContainerDir) -> None:
+        self.cdir = cdir
+        self.pids: list[int] = []
+        self.cgroup = None
+
+    def run(self) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in self.pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        if self.cgroup is not None:
+            try:
+                self.cgroup.destroy()
+            except Exception as e:  # noqa: BLE001 - report, keep cleaning
+                from pyruntime.log import warn
+
+                warn(f"removing cgroup: {e}")
+        self.cdir.remove()
+        self.cdir.close()
+
+
+def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console_socket,
+           preserve_fds, no_pivot, no_new_keyring) -> None:
+    from pyruntime.container.init import InitConfig, preload, stage1
+    from pyruntime.container.sync import Channel
+    from pyruntime.linux import namespaces as ns
+
+    linux = spec.linux
+    join, new_flags = ns.split(linux.namespaces)
+    rootless = ctx.rootless
+    if new_flags & sc.CLONE_NEWUSER or "user" in join:
+        pass
+    elif rootless:
+        raise ConfigError("config.json: /linux/namespaces: rootless containers require a user namespace")
+
+    # cgroup: create and set limits before any process joins (cpuset needs cpus/mems first).
+    cgroup = None
+    from pyruntime import cgroups
+
+    try:
+        cgroup = cgroups.manager_for(cid, linux.cgroups_path, rootless=rootless)
+    except RuntimeFailure:
+        raise
+    if cgroup is not None:
+        undo.cgroup = cgroup
+        cgroup.create()
+        cgroup.set(linux.resources)
+        record["cgroup"] = cgroup.to_state()
+        record["cgroup_path"] = getattr(cgroup, "path", None)
+        record["freezer_state"] = cgroup.freezer_state_file() if hasattr(cgroup, "freezer_state_file") else None
+
+    seccomp_filter = None
+    if linux.seccomp is not None:
+        from pyruntime.linux import seccomp
+
+        seccomp_filter = seccomp.compile_filter(linux.seccomp)
+
+    os.mkfifo(cdir.fifo, 0o622)
+    fifo_fd = os.open(cdir.fifo, os.O_PATH | os.O_CLOEXEC)
+    console_sock = None
+    if spec.process.terminal:
+        if not console_socket:
+            raise RuntimeFailure("cannot allocate tty if pyruntime will detach without setting console socket")
+        import socket
+
+        if isinstance(console_socket, socket.socket):  # `run` in the foreground: our own pty proxy
+            console_sock = console_socket
+        else:
+            console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                console_sock.connect(console_socket)
+            except OSError as e:
+                console_sock.close()
+                raise RuntimeFailure(f"connect to console socket {console_socket}: {e.strerror}") from None
+    preload(spec)
+    join_fds = ns.open_join_fds(join)
+    parent, child = Channel.pair()
+    cfg = InitConfig(cid=cid, spec=spec, rootfs=rootfs, bundle=bundle, join_fds=join_fds,
+                     new_ns_flags=new_flags, cgroup=cgroup, fifo_fd=fifo_fd,
+                     console_sock=console_sock, preserve_fds=preserve_fds, no_pivot=no_pivot,
+                     no_new_keyring=no_new_keyring, seccomp_filter=seccomp_filter,
+                     rootless=rootless, close_in_child=[parent.fileno()] + _lock_fds(cdir))
+    # The init is a grandchild; as a child subreaper we inherit it when stage-1 exits, so
+    # `run` can wait for it. After we exit it is re-parented to our caller's subreaper
+    # (conmon, containerd-shim), which is what those callers expect.
+    sc.set_child_subreaper()
+    pid = os.fork()
+    if pid == 0:
+        child_main(stage1, cfg, child)
+    undo.pids.append(pid)
+    child.close()
+    for _, fd in join_fds:
+        os.close(fd)
+    if console_sock is not None:
+        console_sock.close()
+    try:
+        if new_flags & sc.CLONE_NEWUSER:
+            parent.expect("userns", what="while creating the user namespace")
+            ns.write_id_maps(pid, linux.uid_mappings or (), linux.gid_mappings or (), rootless=rootless)
+            parent.send("userns-ok")
+        msg, _ = parent.expect("pid")
+        init_pid = int(msg["pid"])
+        undo.pids.insert(0, init_pid)
+        _reap(pid)
+        undo.pids.remove(pid)
+        record["pid"] = init_pid
+        record["init_start_time"] = start_time(init_pid)
+        cdir.write(record)
+        if linux.net_devices:
+            from pyruntime.linux.network import move_net_devices
+
+            move_net_devices(linux.net_devices, init_pid)
+        from pyruntime.hooks import oci_state, run_hooks
+
+        hook_state = oci_state(record, CREATING)
+        if spec.hooks is not None:
+            run_hooks(spec.hooks.prestart, hook_state, kind="prestart")
+            run_hooks(spec.hooks.create_runtime, hook_state, kind="createRuntime")
+        parent.send("go", state=hook_state)
+        while True:
+            msg, fds = parent.expect_any(("ready", "seccomp-fd"), fds=1)
+            if msg["type"] == "ready":
+                break
+            _forward_seccomp_fd(linux.seccomp, fds, record, init_pid)
+            parent.send("seccomp-fd-ok")
+    finally:
+        parent.close()
+        os.close(fifo_fd)
+
+
+def _forward_seccomp_fd(seccomp_spec, fds: list[int], record: dict, pid: int) -> None:
+    from pyruntime.hooks import oci_state
+    from pyruntime.linux import seccomp
+
+    try:
+        if not fds:
+            raise RuntimeFailure("container init sent no seccomp notify fd")
+        seccomp.send_to_listener(seccomp_spec.listener_path, fds[0], oci_state(record, CREATING),
+                                 seccomp_spec.listener_metadata)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _lock_fds(cdir: st.ContainerDir) -> list[int]:
+    # flock is per open file description: a child keeping it would hold our lock forever.
+    return [cdir._fd] if cdir._fd is not None else []
+
+
+def _reap(pid: int) -> None:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return
+
+
+def child_main(fn, cfg, chan) -> None:
+    """Run fn in a forked child; never return into the caller's stack."""
+    try:
+        fn(cfg, chan)
+    finally:
+        os._exit(1)

@@ -1,0 +1,159 @@
+"""exec: run another process inside a running container.
+
+pyruntime exec (P, child subreaper)
+  └─ E1: non-dumpable, joins the container's cgroup, then every namespace of its init
+     (user first); forks so a pid namespace applies, reports the pid and exits
+        └─ E2: console, cwd, rlimits, user, capabilities, no_new_privs, seccomp; `ready`; execve
+
+P writes the pid file; with --detach it exits, otherwise it waits for E2 (its child once E1
+is gone), forwarding signals, and exits with E2's status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from pyruntime.container.status import PAUSED, RUNNING, CREATED
+from pyruntime.errors import RuntimeFailure, WrongState
+from pyruntime.linux import syscalls as sc
+
+
+def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_socket,
+            preserve_fds: int = 0, sub_cgroup: str | None = None, ignore_paused: bool = False,
+            proxy=None) -> int:
+    from pyruntime.container import state as st
+    from pyruntime.container.lifecycle import cgroup_of, config_spec, load
+    from pyruntime.container.sync import Channel
+    from pyruntime.linux import namespaces as ns
+
+    cdir, record, stat = load(ctx, cid)
+    try:
+        if stat == PAUSED and not ignore_paused:
+            raise WrongState("cannot exec in a paused container (use --ignore-paused to override)")
+        if stat not in (RUNNING, CREATED, PAUSED):
+            raise WrongState("cannot exec in a stopped container")
+        spec = config_spec(record)
+        linux = spec.linux
+        init_pid = record["pid"]
+        types = [n.type for n in linux.namespaces or ()]
+        join = {t: f"/proc/{init_pid}/ns/{ns.NS[t][1]}" for t in types}
+        join_fds = ns.open_join_fds(join)
+        mgr = cgroup_of(record)
+        if mgr is not None and sub_cgroup:
+            mgr = mgr.sub(sub_cgroup) if hasattr(mgr, "sub") else mgr
+        seccomp_filter = None
+        if linux.seccomp is not None:
+            from pyruntime.linux import seccomp
+
+            seccomp_filter = seccomp.compile_filter(linux.seccomp)
+        console_sock = None
+        if proc.terminal:
+            import socket
+
+            if isinstance(console_socket, socket.socket):
+                console_sock = console_socket
+            elif console_socket:
+                console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                try:
+                    console_sock.connect(console_socket)
+                except OSError as e:
+                    raise RuntimeFailure(f"connect to console socket {console_socket}: {e.strerror}") from None
+            else:
+                raise RuntimeFailure("cannot allocate tty if pyruntime will detach without setting console socket")
+        from pyruntime.container.init import preload
+
+        preload(spec)
+        parent, child = Channel.pair()
+        sc.set_child_subreaper()
+        lock_fd = cdir._fd
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _e1(child, parent, lock_fd, mgr, join_fds, proc, linux, console_sock,
+                    seccomp_filter, preserve_fds, "user" in join)
+            finally:
+                os._exit(1)
+        child.close()
+        for _, fd in join_fds:
+            os.close(fd)
+        if console_sock is not None and not proxy:
+            console_sock.close()
+    finally:
+        cdir.close()
+    pids = [pid]
+    try:
+        msg, _ = parent.expect("pid")
+        epid = int(msg["pid"])
+        pids.insert(0, epid)
+        os.waitpid(pid, 0)
+        pids.remove(pid)
+        parent.send("go")
+        while True:
+            msg, fds = parent.expect_any(("ready", "seccomp-fd"), fds=1)
+            if msg["type"] == "ready":
+                break
+            from pyruntime.container.create import _forward_seccomp_fd
+
+            _forward_seccomp_fd(linux.seccomp, fds, record, epid)
+            parent.send("seccomp-fd-ok")
+    except BaseException:
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+                os.waitpid(p, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        raise
+    finally:
+        parent.close()
+    if pid_file:
+        st.write_pid_file(pid_file, epid)
+    if detach:
+        return 0
+    if proxy is not None:
+        proxy.receive_master()
+    from pyruntime.cli.run import wait_foreground
+
+    return wait_foreground(epid, proxy)
+
+
+def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_filter,
+        preserve_fds, in_userns) -> None:
+    from pyruntime.container.init import _die, exec_process, prepare_process
+
+    try:
+        other.close()
+        if lock_fd is not None:
+            os.close(lock_fd)
+        sc.set_dumpable(False)  # before joining: nothing inside may ptrace or open /proc/<us>
+        sc.set_pdeathsig(signal.SIGKILL)
+        if mgr is not None:
+            mgr.apply(os.getpid())
+        from pyruntime.linux import namespaces as ns
+
+        ns.join_all(join_fds)
+        if in_userns:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        epid = os.fork()
+        if epid:
+            chan.send("pid", pid=epid)
+            os._exit(0)
+    except BaseException as e:  # noqa: BLE001
+        _die(chan, e)
+    try:
+        chan.expect("go")
+        sc.set_pdeathsig(0)
+        os.setsid()
+        if proc.terminal:
+            from pyruntime.linux import console
+
+            console.setup(console_sock, proc.console_size, bind=False)
+            console_sock.close()
+        exe, env = prepare_process(proc, linux, chan, seccomp_filter=seccomp_filter,
+                                   preserve_fds=preserve_fds, in_userns=in_userns, init=False)
+        chan.send("ready")
+        exec_process(proc, exe, env)
+    except BaseException as e:  # noqa: BLE001
+        _die(chan, e)

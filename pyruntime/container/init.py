@@ -1,0 +1,334 @@
+"""The container side of `create`: code that runs in the forked children.
+
+stage1 (S1) joins the cgroup and the namespaces given by path, unshares the user namespace
+(the parent writes the id maps), unshares the rest, and forks the init (I), which is pid 1 of a
+new pid namespace. The init builds the container (rootfs, console, sysctl, process attributes),
+reports `ready`, blocks on exec.fifo until `start`, and execs the user process.
+
+Nothing here returns to the caller: each child ends in os._exit or execve. Errors before
+`ready` travel to the parent as one-line messages over the sync channel.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+from pyruntime.container.sync import Channel
+from pyruntime.errors import RuntimeFailure
+from pyruntime.linux import syscalls as sc
+
+
+def preload(spec) -> None:
+    """Import now everything needed after pivot_root/setns(mnt): from then on the host's
+    filesystem, and with it Python's stdlib and this package, are out of reach."""
+    import fcntl  # noqa: F401
+    import resource  # noqa: F401
+    import struct  # noqa: F401
+    import termios  # noqa: F401
+
+    import prctl  # noqa: F401
+
+    from pyruntime import hooks  # noqa: F401
+    from pyruntime.linux import capabilities, console, process, procfs  # noqa: F401
+
+    if spec.hooks is not None and (spec.hooks.start_container or spec.hooks.create_container):
+        import subprocess  # noqa: F401
+    if spec.linux is not None and spec.linux.seccomp is not None:
+        from pyruntime.linux import seccomp  # noqa: F401
+
+
+class InitConfig:
+    """Everything the children need, prepared by the parent before fork (inherited by fork)."""
+
+    def __init__(self, **kw) -> None:
+        self.cid: str = kw["cid"]
+        self.spec = kw["spec"]
+        self.rootfs: str = kw["rootfs"]
+        self.bundle: str = kw["bundle"]
+        self.join_fds: list[tuple[str, int]] = kw.get("join_fds", [])
+        self.new_ns_flags: int = kw.get("new_ns_flags", 0)
+        self.cgroup = kw.get("cgroup")
+        self.fifo_fd: int | None = kw.get("fifo_fd")
+        self.console_sock: socket.socket | None = kw.get("console_sock")
+        self.preserve_fds: int = kw.get("preserve_fds", 0)
+        self.no_pivot: bool = kw.get("no_pivot", False)
+        self.no_new_keyring: bool = kw.get("no_new_keyring", False)
+        self.seccomp_filter = kw.get("seccomp_filter")
+        self.rootless: bool = kw.get("rootless", False)
+        self.close_in_child: list[int] = kw.get("close_in_child", [])
+
+
+def _die(chan: Channel, exc: BaseException) -> None:
+    msg = str(exc) if isinstance(exc, RuntimeFailure) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and not isinstance(exc, RuntimeFailure):
+        msg = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        if exc.strerror and exc.args and isinstance(exc.args[-1], str) and ":" in exc.args[-1]:
+            msg = exc.args[-1]
+    try:
+        chan.send("error", msg=msg)
+    except OSError:
+        pass
+    os._exit(1)
+
+
+def stage1(cfg: InitConfig, chan: Channel) -> None:
+    """S1: cgroup, join namespaces, user namespace, unshare, fork the init."""
+    try:
+        for fd in cfg.close_in_child:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        sc.set_pdeathsig(signal.SIGKILL)
+        # Nothing in the container may ptrace or open /proc/<pid>/ of a runtime process.
+        # (Rootless: only after the parent, an unprivileged user, has written our id maps.)
+        if not cfg.rootless:
+            sc.set_dumpable(False)
+        if cfg.cgroup is not None:
+            cfg.cgroup.apply(os.getpid())
+        from pyruntime.linux import namespaces as ns
+
+        ns.join_all(cfg.join_fds)
+        flags = cfg.new_ns_flags
+        if flags & sc.CLONE_NEWUSER:
+            sc.unshare(sc.CLONE_NEWUSER)
+            chan.send("userns")
+            chan.expect("userns-ok")
+            sc.set_dumpable(False)
+            flags &= ~sc.CLONE_NEWUSER
+        if any(t == "user" for t, _ in cfg.join_fds) or cfg.new_ns_flags & sc.CLONE_NEWUSER:
+            # Become root of the user namespace (uid 0 is mapped now).
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if flags:
+            try:
+                sc.unshare(flags)
+            except OSError as e:
+                raise RuntimeFailure(f"unshare namespaces: {e.strerror}") from None
+        linux = cfg.spec.linux
+        if flags & sc.CLONE_NEWTIME and linux is not None and linux.time_offsets:
+            ns.write_time_offsets(linux.time_offsets)
+        pid = os.fork()
+        if pid == 0:
+            init(cfg, chan)  # never returns
+            os._exit(1)
+        chan.send("pid", pid=pid)
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - everything becomes one line for the parent
+        _die(chan, e)
+
+
+def init(cfg: InitConfig, chan: Channel) -> None:
+    try:
+        _init(cfg, chan)
+    except BaseException as e:  # noqa: BLE001
+        _die(chan, e)
+
+
+def _init(cfg: InitConfig, chan: Channel) -> None:
+    spec = cfg.spec
+    proc = spec.process
+    linux = spec.linux
+    # The parent runs prestart/createRuntime hooks, then says go (with the state for hooks).
+    msg, _ = chan.expect("go")
+    hook_state = msg["state"]
+    sc.set_pdeathsig(0)
+    os.setsid()
+    flags = cfg.new_ns_flags
+    joined = {t for t, _ in cfg.join_fds}
+    if spec.hostname is not None and (flags & sc.CLONE_NEWUTS or "uts" in joined):
+        sc.sethostname(spec.hostname)
+    if spec.domainname is not None and (flags & sc.CLONE_NEWUTS or "uts" in joined):
+        sc.setdomainname(spec.domainname)
+    if flags & sc.CLONE_NEWNET:
+        from pyruntime.linux.network import loopback_up
+
+        loopback_up()
+    if not cfg.no_new_keyring:
+        try:
+            sc.join_session_keyring(f"_ses.{cfg.cid}")
+        except OSError as e:
+            import errno
+
+            if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EDQUOT, errno.EACCES):
+                raise RuntimeFailure(f"join session keyring: {e.strerror}") from None
+    in_userns = bool(flags & sc.CLONE_NEWUSER) or "user" in joined
+    from pyruntime.linux import rootfs as rootfs_mod
+
+    rootfs_mod.prepare_rootfs(spec, cfg.rootfs, bundle=cfg.bundle, in_userns=in_userns)
+    if spec.hooks is not None and spec.hooks.create_container:
+        from pyruntime.hooks import run_hooks
+
+        run_hooks(spec.hooks.create_container, hook_state, kind="createContainer")
+    rootfs_mod.pivot_root(cfg.rootfs, no_pivot=cfg.no_pivot)
+    if proc.terminal:
+        from pyruntime.linux import console
+
+        if cfg.console_sock is None:
+            raise RuntimeFailure("process.terminal is set but no --console-socket was given")
+        console.setup(cfg.console_sock, proc.console_size)
+        cfg.console_sock.close()
+    if linux is not None and linux.sysctl:
+        from pyruntime.linux.procfs import write_sysctl
+
+        for key, value in linux.sysctl.items():
+            write_sysctl(key, value)
+    rootfs_mod.finalize_rootfs(spec)
+    exe, env = prepare_process(proc, linux, chan, seccomp_filter=cfg.seccomp_filter,
+                               preserve_fds=cfg.preserve_fds, in_userns=in_userns, init=True)
+    chan.send("ready")
+    # After this point the parent may be gone: errors go to the container's stderr.
+    try:
+        fd = os.open(f"/proc/self/fd/{cfg.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        if spec.hooks is not None and spec.hooks.start_container:
+            from pyruntime.hooks import run_hooks
+
+            hook_state = dict(hook_state, pid=os.getpid(), status="created")
+            run_hooks(spec.hooks.start_container, hook_state, kind="startContainer")
+        exec_process(proc, exe, env)
+    except BaseException as e:  # noqa: BLE001
+        text = str(e) if isinstance(e, RuntimeFailure) else f"exec {proc.args[0]}: {e}"
+        try:
+            os.write(2, f"pyruntime: {text}\n".encode())
+        except OSError:
+            pass
+        os._exit(127 if isinstance(e, FileNotFoundError) else 1)
+
+
+def prepare_process(proc, linux, chan: Channel, *, seccomp_filter, preserve_fds: int,
+                    in_userns: bool, init: bool) -> tuple[str, dict]:
+    """The common tail of the init and of an exec'd process, up to just before `ready`:
+    LSM, cwd, process attributes, executable lookup, fds, privileges, seccomp."""
+    _check_lsm(proc)
+    _chdir(proc.cwd)
+    _setup_process(proc, linux, init=init)
+    from pyruntime.linux.process import build_env, look_path
+
+    env = build_env(proc.env, proc.user.uid)
+    exe = look_path(proc.args[0], env)
+    # Every fd above the preserved ones closes at exec (the sync socket and the fifo included).
+    # Done before seccomp, so a profile denying close_range cannot stop the container.
+    sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before dropping
+    # capabilities; with it, as late as possible (runc's order).
+    nnp = bool(proc.no_new_privileges)
+    if seccomp_filter is not None and not nnp:
+        _load_seccomp(seccomp_filter, chan)
+    _drop_privileges(proc, in_userns=in_userns)
+    if seccomp_filter is not None and nnp:
+        _load_seccomp(seccomp_filter, chan)
+    return exe, env
+
+
+def exec_process(proc, exe: str, env: dict) -> None:
+    if proc.exec_cpu_affinity is not None and proc.exec_cpu_affinity.final:
+        from pyruntime.linux.process import set_affinity
+
+        set_affinity(proc.exec_cpu_affinity.final)
+    os.execve(exe, list(proc.args), env)
+
+
+def _load_seccomp(seccomp_filter, chan: Channel) -> None:
+    from pyruntime.linux import seccomp
+
+    notify_fd = seccomp.load(seccomp_filter)
+    if notify_fd is not None:
+        # The parent forwards it to the listener (linux.seccomp.listenerPath).
+        chan.send("seccomp-fd", fds=[notify_fd])
+        chan.expect("seccomp-fd-ok")
+        os.close(notify_fd)
+
+
+def _check_lsm(proc) -> None:
+    if proc.apparmor_profile:
+        try:
+            with open("/sys/module/apparmor/parameters/enabled") as f:
+                enabled = f.read().strip() == "Y"
+        except OSError:
+            enabled = False
+        if not enabled or not os.path.exists("/sys/kernel/security/apparmor"):
+            raise RuntimeFailure(f"apparmor profile {proc.apparmor_profile!r} requested, but AppArmor is not enabled on this host")
+        from pyruntime.linux.procfs import open_procfs_file
+
+        fd = open_procfs_file("/proc/self/attr/apparmor/exec", os.O_WRONLY)
+        try:
+            os.write(fd, f"exec {proc.apparmor_profile}".encode())
+        finally:
+            os.close(fd)
+    if proc.selinux_label:
+        if not os.path.exists("/sys/fs/selinux/enforce"):
+            raise RuntimeFailure(f"selinux label {proc.selinux_label!r} requested, but SELinux is not enabled on this host")
+        from pyruntime.linux.procfs import open_procfs_file
+
+        fd = open_procfs_file("/proc/self/attr/exec", os.O_WRONLY)
+        try:
+            os.write(fd, proc.selinux_label.encode())
+        finally:
+            os.close(fd)
+
+
+def _chdir(cwd: str) -> None:
+    """chdir, then verify the cwd is inside the container root (CVE-2024-21626)."""
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise RuntimeFailure(f"chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror.lower()}") from None
+    try:
+        here = os.getcwd()
+    except OSError:
+        raise RuntimeFailure(f"current working directory {cwd!r} is outside of container mount namespace root") from None
+    if not here.startswith("/"):
+        raise RuntimeFailure(f"current working directory {cwd!r} is outside of container mount namespace root")
+
+
+def _setup_process(proc, linux, *, init: bool) -> None:
+    from pyruntime.linux import process as p
+
+    p.set_rlimits(proc.rlimits)
+    if init and proc.oom_score_adj is not None:
+        try:
+            with open("/proc/self/oom_score_adj") as f:
+                current = int(f.read())
+        except OSError:
+            current = None
+        if current != proc.oom_score_adj:
+            p.set_oom_score_adj(proc.oom_score_adj)
+    p.set_scheduler(proc.scheduler)
+    p.set_io_priority(proc.io_priority)
+    if linux is not None:
+        p.set_personality(linux.personality)
+    if proc.exec_cpu_affinity is not None:
+        p.set_affinity(proc.exec_cpu_affinity.initial)
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "allow"
+    except OSError:
+        return True
+
+
+def _drop_privileges(proc, *, in_userns: bool) -> None:
+    from pyruntime.linux import capabilities as caps
+    from pyruntime.linux.process import set_user
+
+    caps.drop_bounding(proc.capabilities.bounding if proc.capabilities else ())
+    caps.set_keepcaps(True)
+    set_user(proc.user, setgroups_allowed=_setgroups_allowed())
+    caps.set_keepcaps(False)
+    caps.apply_sets(proc.capabilities)
+    if proc.no_new_privileges:
+        sc.set_no_new_privs()
+
+
+def _stderr(msg: str) -> None:
+    try:
+        sys.stderr.write(msg)
+    except Exception:  # noqa: BLE001
+        pass

@@ -1,0 +1,224 @@
+"""start, kill, delete and friends on an existing container (the state machine).
+
+Every operation takes the container's lock, computes the live status, and refuses the wrong
+state with runc's wording.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+
+from pyruntime.container import state as st
+from pyruntime.container.status import CREATED, PAUSED, RUNNING, STOPPED, init_alive, status
+from pyruntime.errors import RuntimeFailure, WrongState
+
+
+def load(ctx, cid: str, *, lock: bool = True) -> tuple[st.ContainerDir, dict, str]:
+    cdir = st.Store(ctx.root).open(cid, lock=lock)
+    try:
+        record = cdir.read()
+    except BaseException:
+        cdir.close()
+        raise
+    return cdir, record, status(record, cdir.fifo)
+
+
+def config_spec(record: dict):
+    """The spec model of a container, rebuilt from the config saved at create."""
+    from pyruntime.spec.model import spec_from_json
+
+    return spec_from_json(record["config"])
+
+
+def pidfd_of(record: dict) -> int | None:
+    """A pidfd for the init, verified against its start time (no pid-reuse races)."""
+    pid = record.get("pid") or 0
+    if pid <= 0:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if not init_alive(record):
+        os.close(fd)
+        return None
+    return fd
+
+
+def start(ctx, cid: str) -> None:
+    cdir, record, stat = load(ctx, cid)
+    with cdir:
+        if stat != CREATED:
+            if stat == STOPPED:
+                raise WrongState("cannot start a container that has stopped")
+            raise WrongState(f"cannot start an already running container" if stat in (RUNNING, PAUSED)
+                             else f"cannot start a container in the {stat} state")
+        release_init(cdir, record)
+        if record.get("config", {}).get("hooks", {}).get("poststart"):
+            _poststart(record)
+
+
+def release_init(cdir: st.ContainerDir, record: dict) -> None:
+    """Read exec.fifo: the init, blocked opening it for writing, goes on to exec."""
+    pidfd = pidfd_of(record)
+    if pidfd is None:
+        raise WrongState("cannot start a container that has stopped")
+    try:
+        fd = os.open(cdir.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        os.close(pidfd)
+        raise WrongState("cannot start an already running container") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if fd in events:
+                data = os.read(fd, 16)
+                if data:
+                    break
+            if pidfd in events:
+                # The init exited; one last non-blocking read in case it wrote first.
+                try:
+                    if os.read(fd, 16):
+                        break
+                except BlockingIOError:
+                    pass
+                raise RuntimeFailure("container init exited before start")
+    finally:
+        os.close(fd)
+        os.close(pidfd)
+    st.remove_quietly(cdir.fifo)
+    record["started"] = _now()
+    cdir.write(record)
+
+
+def _now() -> str:
+    from pyruntime.container.create import _rfc3339_now
+
+    return _rfc3339_now()
+
+
+def _poststart(record: dict) -> None:
+    from pyruntime.hooks import oci_state, run_hooks
+
+    spec = config_spec(record)
+    # Spec 1.3: a failing poststart hook is logged as a warning; the container keeps running.
+    run_hooks(spec.hooks.poststart, oci_state(record, RUNNING), kind="poststart", warn_only=True)
+
+
+SIGNALS = {s.name: s.value for s in signal.Signals}
+
+
+def parse_signal(text: str) -> int:
+    t = text.strip().upper()
+    if t.isdigit():
+        n = int(t)
+        if 0 < n < 65:
+            return n
+        raise RuntimeFailure(f"invalid signal: {text}")
+    if not t.startswith("SIG"):
+        t = "SIG" + t
+    if t in SIGNALS:
+        return SIGNALS[t]
+    if t.startswith("SIGRTMIN+") or t.startswith("SIGRTMAX-"):
+        base = signal.SIGRTMIN if "MIN" in t else signal.SIGRTMAX
+        off = int(t[9:])
+        return base + off if "MIN" in t else base - off
+    raise RuntimeFailure(f"unknown signal {text!r}")
+
+
+def kill(ctx, cid: str, sig: int, *, all_procs: bool = False) -> None:
+    cdir, record, stat = load(ctx, cid)
+    with cdir:
+        if stat == STOPPED and not all_procs:
+            raise WrongState("container not running")
+        if all_procs:
+            mgr = cgroup_of(record)
+            if mgr is not None:
+                mgr.kill_all(sig)
+                return
+            if stat == STOPPED:
+                raise WrongState("container not running")
+        pidfd = pidfd_of(record)
+        if pidfd is None:
+            raise WrongState("container not running")
+        try:
+            from pyruntime.linux.syscalls import pidfd_send_signal
+
+            pidfd_send_signal(pidfd, sig)
+        except OSError as e:
+            raise RuntimeFailure(f"kill container: {e.strerror.lower()}") from None
+        finally:
+            os.close(pidfd)
+
+
+def cgroup_of(record: dict):
+    data = record.get("cgroup")
+    if not data:
+        return None
+    from pyruntime import cgroups
+
+    return cgroups.manager_from_state(data)
+
+
+def wait_exit(record: dict, timeout: float | None = None) -> bool:
+    pidfd = pidfd_of(record)
+    if pidfd is None:
+        return True
+    try:
+        r, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(r)
+    finally:
+        os.close(pidfd)
+
+
+def delete(ctx, cid: str, *, force: bool = False) -> None:
+    try:
+        cdir, record, stat = load(ctx, cid)
+    except RuntimeFailure as e:
+        if force and "does not exist" in str(e):
+            return
+        raise
+    with cdir:
+        if stat in (RUNNING, PAUSED) and not force:
+            raise WrongState(f"cannot delete container {cid} that is not stopped: {stat}")
+        if stat == "creating" and not force:
+            raise WrongState(f"cannot delete container {cid} that is being created")
+        destroy(record, cdir, stat)
+
+
+def destroy(record: dict, cdir: st.ContainerDir, stat: str) -> None:
+    """Kill whatever is left, remove the cgroup, run poststop hooks, remove the state dir."""
+    mgr = cgroup_of(record)
+    if stat != STOPPED:
+        if mgr is not None:
+            try:
+                mgr.kill_all(signal.SIGKILL)
+            except Exception:  # noqa: BLE001 - fall back to the init pid
+                pass
+        pidfd = pidfd_of(record)
+        if pidfd is not None:
+            try:
+                from pyruntime.linux.syscalls import pidfd_send_signal
+
+                pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            select.select([pidfd], [], [], 10)
+            os.close(pidfd)
+    if mgr is not None:
+        try:
+            mgr.destroy()
+        except Exception as e:  # noqa: BLE001
+            raise RuntimeFailure(f"removing cgroup: {e}") from None
+    hooks = record.get("config", {}).get("hooks", {})
+    if hooks.get("poststop"):
+        from pyruntime.hooks import oci_state, run_hooks
+
+        spec = config_spec(record)
+        run_hooks(spec.hooks.poststop, oci_state(record, STOPPED), kind="poststop", warn_only=True)
+    cdir.remove()

@@ -1,0 +1,156 @@
+"""The state store: one directory per container under --root.
+
+<root>/<id>/state.json   OCI state fields plus what the runtime needs (written atomically)
+<root>/<id>/exec.fifo    exists while the container is `created`; `start` consumes it
+
+A per-container flock on the container directory serialises commands on one id; commands on
+different ids never block each other. Creation is atomic through mkdir(2).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+
+from pyruntime.errors import NotFound, RuntimeFailure, UsageError
+
+_ID_RE = re.compile(r"^[\w+\-\.]+$")
+MAX_ID_LEN = 1024
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+
+
+def validate_id(cid: str) -> None:
+    """runc's rules: [\\w+-.]+, not '.' or '..', bounded length."""
+    if not cid:
+        raise UsageError("container id cannot be empty")
+    if cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > MAX_ID_LEN:
+        raise UsageError(f"invalid container id format: {cid}")
+
+
+class Store:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def path(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
+
+    def ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not n.startswith(".") and _ID_RE.match(n))
+
+    def create(self, cid: str) -> "ContainerDir":
+        """Make the container's directory (atomic) and return it locked."""
+        validate_id(cid)
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        path = self.path(cid)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise RuntimeFailure(f"container with id exists: {cid}") from None
+        d = ContainerDir(cid, path)
+        d.lock()
+        return d
+
+    def open(self, cid: str, *, lock: bool = True) -> "ContainerDir":
+        """Open an existing container, locked unless lock=False. NotFound if absent."""
+        validate_id(cid)
+        d = ContainerDir(cid, self.path(cid))
+        if lock:
+            d.lock()
+        if not d.exists():
+            d.close()
+            raise NotFound("container does not exist")
+        return d
+
+
+class ContainerDir:
+    def __init__(self, cid: str, path: str) -> None:
+        self.id = cid
+        self.path = path
+        self._fd: int | None = None
+
+    def lock(self, shared: bool = False) -> None:
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound("container does not exist") from None
+        fcntl.flock(self._fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+
+    def exists(self) -> bool:
+        if self._fd is not None:
+            # The directory may have been removed while we waited for the lock.
+            return os.fstat(self._fd).st_nlink > 0 and os.path.exists(os.path.join(self.path, STATE_FILE))
+        return os.path.exists(os.path.join(self.path, STATE_FILE))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- state.json -----------------------------------------------------------------------
+    def read(self) -> dict:
+        try:
+            with open(os.path.join(self.path, STATE_FILE), "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise NotFound("container does not exist") from None
+        except ValueError as e:
+            raise RuntimeFailure(f"corrupt state file for {self.id}: {e}") from None
+
+    def write(self, state: dict) -> None:
+        """Atomic: temp file, fsync, rename."""
+        data = json.dumps(state, separators=(",", ":")).encode()
+        tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(self.path, STATE_FILE))
+
+    @property
+    def fifo(self) -> str:
+        return os.path.join(self.path, FIFO)
+
+    def remove(self) -> None:
+        """Remove the directory and everything in it (state, fifo, runtime files)."""
+        import shutil
+
+        try:
+            shutil.rmtree(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as runc does (conmon/shim may be watching the path)."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise

@@ -1,0 +1,71 @@
+"""Parent <-> child synchronisation over an AF_UNIX SOCK_SEQPACKET socketpair.
+
+Each message is one datagram of JSON: {"type": ..., ...}; fds travel with SCM_RIGHTS. A child
+that fails sends {"type": "error", "msg": ...} and exits; the parent turns that into a
+RuntimeFailure with the child's one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from pyruntime.errors import RuntimeFailure
+
+MAX = 1 << 20
+
+
+class Channel:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    def pair(cls) -> tuple["Channel", "Channel"]:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        return cls(a), cls(b)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, type_: str, fds: list[int] | None = None, **data) -> None:
+        data["type"] = type_
+        payload = json.dumps(data).encode()
+        if fds:
+            socket.send_fds(self.sock, [payload], fds)
+        else:
+            self.sock.send(payload)
+
+    def recv(self, *, fds: int = 0) -> tuple[dict, list[int]]:
+        if fds:
+            payload, got, _flags, _addr = socket.recv_fds(self.sock, MAX, fds)
+        else:
+            payload, got = self.sock.recv(MAX), []
+        if not payload:
+            raise EOFError("peer closed the sync channel")
+        return json.loads(payload), list(got)
+
+    def expect(self, type_: str, *, fds: int = 0, what: str = "") -> tuple[dict, list[int]]:
+        """Receive one message of type_; a child error becomes a RuntimeFailure."""
+        try:
+            msg, got = self.recv(fds=fds)
+        except EOFError:
+            raise RuntimeFailure(f"container init exited unexpectedly{(' ' + what) if what else ''}") from None
+        if msg.get("type") == "error":
+            raise RuntimeFailure(msg.get("msg") or "container init failed")
+        if msg.get("type") != type_:
+            raise RuntimeFailure(f"unexpected sync message {msg.get('type')!r}, want {type_!r}")
+        return msg, got
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def expect_any(self, types: tuple[str, ...], *, fds: int = 0) -> tuple[dict, list[int]]:
+        try:
+            msg, got = self.recv(fds=fds)
+        except EOFError:
+            raise RuntimeFailure("container init exited unexpectedly") from None
+        if msg.get("type") == "error":
+            raise RuntimeFailure(msg.get("msg") or "container init failed")
+        if msg.get("type") not in types:
+            raise RuntimeFailure(f"unexpected sync message {msg.get('type')!r}")
+        return msg, got

@@ -1,0 +1,60 @@
+"""Network namespace setup: loopback up (one ioctl, no netlink library needed on the hot
+path), and linux.netDevices moved into the container with pyroute2 (spec 1.3)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+
+from pyruntime.errors import RuntimeFailure
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        req = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req + b"\0" * 22)[:18])[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP) + b"\0" * 22)
+
+
+def move_net_devices(net_devices: dict, netns_pid: int) -> None:
+    """Move host interfaces into the container's network namespace (from the host side).
+
+    Permanent addresses and the MTU are kept (the spec requires it): they are read before the
+    move, and re-added inside the namespace afterwards.
+    """
+    if not net_devices:
+        return
+    from pyroute2 import IPRoute, NetNS  # heavy: only when netDevices are used
+
+    ns_path = f"/proc/{netns_pid}/ns/net"
+    with IPRoute() as ipr:
+        for host_name, dev in net_devices.items():
+            new_name = (getattr(dev, "name", None) if not isinstance(dev, dict) else dev.get("name")) or host_name
+            idx = ipr.link_lookup(ifname=host_name)
+            if not idx:
+                raise RuntimeFailure(f"netDevices: host interface {host_name!r} not found")
+            addrs = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx[0])
+                     if a.get_attr("IFA_FLAGS", a["flags"]) & 0x80]
+            fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("set", index=idx[0], net_ns_fd=fd)
+            except Exception as e:  # pyroute2 raises NetlinkError
+                raise RuntimeFailure(f"netDevices: moving {host_name} into the container: {e}") from None
+            finally:
+                os.close(fd)
+            with NetNS(ns_path) as nns:
+                nidx = nns.link_lookup(ifname=host_name)[0]
+                if new_name != host_name:
+                    nns.link("set", index=nidx, ifname=new_name)
+                for addr, plen in addrs:
+                    try:
+                        nns.addr("add", index=nidx, address=addr, prefixlen=plen)
+                    except Exception:
+                        pass
+                nns.link("set", index=nidx, state="up")
