@@ -87,10 +87,13 @@ def _build(spec: dict):
 def run_in_container(rootfs: Path | str, spec: dict, *, argv: list[str] | None = None, fn=None,
                      userns: bool = False, uid_map: str = "0 0 65536\n", gid_map: str = "0 0 65536\n",
                      netns: bool = True, cgroupns: bool = False, no_pivot: bool = False,
-                     bundle: str | None = None, before=None, timeout: float = 60) -> Result:
+                     bundle: str | None = None, before=None, host_before=None,
+                     timeout: float = 60) -> Result:
     """Fork; the child unshares (user ns first, maps written by us), a grandchild (pid 1 of a new
     pid ns) sets up the rootfs and runs argv or fn. `before(rootfs)` runs in the new mount ns
-    before prepare_rootfs (to stage host-side mounts that must not touch the host)."""
+    before prepare_rootfs (to stage host-side mounts that must not touch the host);
+    `host_before()` runs first in a private mount namespace of the initial user namespace (its
+    mounts get locked flags in the container's user namespace)."""
     model = _build(spec)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -105,6 +108,10 @@ def run_in_container(rootfs: Path | str, spec: dict, *, argv: list[str] | None =
                 os.close(f)
             from pyruntime.linux import syscalls as sc
 
+            if host_before is not None:
+                sc.unshare(sc.CLONE_NEWNS)
+                sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
+                host_before()
             if userns:
                 sc.unshare(sc.CLONE_NEWUSER)
                 os.write(s1_w, b"u")

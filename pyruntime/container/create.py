@@ -157,8 +157,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         cgroup.create()
         cgroup.set(linux.resources)
         record["cgroup"] = cgroup.to_state()
-        record["cgroup_path"] = getattr(cgroup, "path", None)
-        record["freezer_state"] = cgroup.freezer_state_file() if hasattr(cgroup, "freezer_state_file") else None
+        record["freezer_state"] = freezer_state_file(cgroup)
 
     seccomp_filter = None
     if linux.seccomp is not None:
@@ -166,7 +165,14 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
 
         seccomp_filter = seccomp.compile_filter(linux.seccomp)
 
-    os.mkfifo(cdir.fifo, 0o622)
+    # 0622 without the umask (as runc), owned by the container's root: the init opens it for
+    # writing after it has become the container's user.
+    old = os.umask(0)
+    try:
+        os.mkfifo(cdir.fifo, 0o622)
+    finally:
+        os.umask(old)
+    os.chown(cdir.fifo, *_container_root_ids(linux))
     fifo_fd = os.open(cdir.fifo, os.O_PATH | os.O_CLOEXEC)
     console_sock = None
     if spec.process.terminal:
@@ -237,6 +243,26 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     finally:
         parent.close()
         os.close(fifo_fd)
+
+
+def _container_root_ids(linux) -> tuple[int, int]:
+    """Host uid/gid of the container's root (itself, without a user namespace mapping)."""
+    def host_id(maps, default):
+        for m in maps or ():
+            if m.container_id <= 0 < m.container_id + m.size:
+                return m.host_id - m.container_id
+        return default
+    return host_id(linux.uid_mappings, os.geteuid()), host_id(linux.gid_mappings, os.getegid())
+
+
+def freezer_state_file(cgroup) -> str | None:
+    """The file `state` reads to tell paused from running without importing the cgroups code."""
+    paths = cgroup.paths()
+    if "freezer" in paths:
+        return os.path.join(paths["freezer"], "freezer.state")
+    if cgroup.to_state().get("version") == "v2":
+        return os.path.join(cgroup.path, "cgroup.events")
+    return None
 
 
 def _forward_seccomp_fd(seccomp_spec, fds: list[int], record: dict, pid: int) -> None:

@@ -318,6 +318,7 @@ def _drop_privileges(proc, *, in_userns: bool) -> None:
     from pyruntime.linux import capabilities as caps
     from pyruntime.linux.process import set_user
 
+    # Absent sets are empty sets (runc): a config without capabilities gets none.
     caps.drop_bounding(proc.capabilities.bounding if proc.capabilities else ())
     caps.set_keepcaps(True)
     set_user(proc.user, setgroups_allowed=_setgroups_allowed())

@@ -27,9 +27,9 @@ def load(ctx, cid: str, *, lock: bool = True) -> tuple[st.ContainerDir, dict, st
 
 def config_spec(record: dict):
     """The spec model of a container, rebuilt from the config saved at create."""
-    from pyruntime.spec.model import spec_from_json
+    from pyruntime.spec.model import Spec, build
 
-    return spec_from_json(record["config"])
+    return build(Spec, record["config"])
 
 
 def pidfd_of(record: dict) -> int | None:

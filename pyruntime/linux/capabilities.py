@@ -46,9 +46,7 @@ def to_numbers(names, *, warn_unknown: bool = True) -> list[int]:
 
 def drop_bounding(bounding) -> None:
     """Drop every capability not in the bounding list (needs CAP_SETPCAP, so before setuid)."""
-    if bounding is None:
-        return
-    keep = set(to_numbers(bounding))
+    keep = set(to_numbers(bounding or ()))
     import prctl
 
     for cap in range(last_cap() + 1):

@@ -36,14 +36,15 @@ VALID_PROC_MOUNTS = (
     "/proc/sys/kernel/ns_last_pid",
 )
 
+# runc specconv mountPropagationMapping: the plain names are not recursive.
 _ROOT_PROPAGATION = {
-    "shared": sc.MS_SHARED | sc.MS_REC,
+    "shared": sc.MS_SHARED,
     "rshared": sc.MS_SHARED | sc.MS_REC,
-    "slave": sc.MS_SLAVE | sc.MS_REC,
+    "slave": sc.MS_SLAVE,
     "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "private": sc.MS_PRIVATE | sc.MS_REC,
+    "private": sc.MS_PRIVATE,
     "rprivate": sc.MS_PRIVATE | sc.MS_REC,
-    "unbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE,
     "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
 
@@ -129,10 +130,14 @@ def prepare_rootfs(spec: Any, rootfs: str, *, bundle: str, in_userns: bool) -> N
     pivot_root."""
     rootfs = os.path.realpath(rootfs)
     prop = root_propagation(spec)
+    if not prop or prop & sc.MS_UNBINDABLE:
+        # unbindable is applied after pivot_root (finalize_rootfs): the rootfs could not be
+        # bind-mounted from an unbindable "/"
+        prop = sc.MS_SLAVE | sc.MS_REC
     try:
-        sc.mount(None, "/", None, prop or (sc.MS_SLAVE | sc.MS_REC))
+        sc.mount(None, "/", None, prop)
     except OSError as e:
-        raise RuntimeFailure(f"make / {'rslave' if not prop else 'propagation'}: {_err(e)}") from None
+        raise RuntimeFailure(f"set mount propagation of / ({prop:#x}): {_err(e)}") from None
     _parent_mount_private(rootfs)
     try:
         sc.mount(rootfs, rootfs, "bind", sc.MS_BIND | sc.MS_REC)
@@ -897,18 +902,21 @@ def _remount_readonly(root: int, e: _Entry) -> None:
 
 
 def set_readonly() -> None:
-    """Remount / read-only keeping its other flags (runc setReadonly)."""
+    """Remount / read-only keeping its other flags (nosuid, nodev, noexec, atime: read with
+    statvfs, as runc does when the plain remount is refused; done up front so that they are
+    kept outside a user namespace too)."""
     flags = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY
     try:
-        sc.mount(None, "/", None, flags)
-        return
-    except OSError:
-        pass
-    try:
         cur = statvfs_mount_flags(os.statvfs("/").f_flag)
+    except OSError as e:
+        raise RuntimeFailure(f"remount / read-only: statfs /: {_err(e)}") from None
+    try:
         sc.mount(None, "/", None, flags | cur)
     except OSError as e:
-        raise RuntimeFailure(f"remount / read-only: {_err(e)}") from None
+        try:
+            sc.mount(None, "/", None, flags)
+        except OSError:
+            raise RuntimeFailure(f"remount / read-only: {_err(e)}") from None
 
 
 def _open_existing(root: int, path: str) -> int | None:
@@ -958,17 +966,19 @@ def readonly_path(root: int, path: str) -> None:
         os.close(fd)
 
 
-def _dev_null(root: int) -> int:
+def _dev_null(root: int, path: str) -> int:
     """O_PATH fd of the container's /dev/null, verified to be the real char device 1:3 (a
     container could have replaced it with a symlink or another file: CVE-2025-31133)."""
     try:
         fd = paths.open_in_root(root, "/dev/null", os.O_PATH | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"mask {path}: /dev/null is missing in the container") from None
     except OSError as e:
-        raise RuntimeFailure(f"open /dev/null to mask paths: {_err(e)}") from None
+        raise RuntimeFailure(f"mask {path}: open /dev/null: {_err(e)}") from None
     st = os.fstat(fd)
     if not stat_mod.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
         os.close(fd)
-        raise RuntimeFailure("mask paths: /dev/null is not the null device: refusing to use it")
+        raise RuntimeFailure(f"mask {path}: /dev/null is not the null device: refusing to use it")
     return fd
 
 
@@ -985,7 +995,7 @@ def mask_path(root: int, path: str) -> None:
             except OSError as e:
                 raise RuntimeFailure(f"mask {path}: mount tmpfs: {_err(e)}") from None
             return
-        null = _dev_null(root)
+        null = _dev_null(root, path)
         try:
             sc.mount(fd_path(null), fd_path(fd), None, sc.MS_BIND)
         except OSError as e:

@@ -446,16 +446,10 @@ def _compile_profile(seccomp: Any, arch_tokens: list[tuple[str, int]]) -> tuple[
         else:
             flags |= value
 
-    ctx = _Ctx(default)
-    ctx.check(ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_NNP, 0), "clearing no_new_privs")
-    for name, tok in arch_tokens:
-        ctx.add_arch(tok, name)
-    n_calls = sum(len(_field(c, "names") or ()) for c in syscalls)
-    if n_calls > 32:
-        ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_OPTIMIZE, 2)  # not fatal (runc)
-
+    # Validate everything and plan the rules (pure Python; libseccomp only on a cache miss).
     notify = False
     all_names: list[str] = []
+    plan: list[tuple[int, str, list[list[tuple[int, int, int, int]]]]] = []
     for i, call in enumerate(syscalls):
         names = _field(call, "names") or ()
         what = f"syscalls[{i}]"
@@ -472,6 +466,12 @@ def _compile_profile(seccomp: Any, arch_tokens: list[tuple[str, int]]) -> tuple[
             counts[idx] += 1
             conds.append((idx, _OPS[op], (_field(arg, "value") or 0) & (2**64 - 1),
                           (_field(arg, "value_two") or 0) & (2**64 - 1)))
+        if not conds:
+            rules = [[]]
+        elif max(counts) > 1:
+            rules = [[c] for c in conds]  # args sharing an index: one rule per arg (runc)
+        else:
+            rules = [conds]  # all args in one rule (AND)
         for name in names:
             all_names.append(name)
             if not name:
@@ -480,29 +480,104 @@ def _compile_profile(seccomp: Any, arch_tokens: list[tuple[str, int]]) -> tuple[
                 if name == "write":
                     raise ConfigError("seccomp: SCMP_ACT_NOTIFY cannot be used for the write syscall")
                 notify = True
-            if act == default:
-                continue  # redundant, as runc
-            nr = resolve_syscall(name)
-            if nr == _NR_SCMP_ERROR:
-                log.debug(f"unknown seccomp syscall {name!r} ignored")
-                continue
-            if not conds:
-                ctx.add_rule(act, nr, [], name)
-            elif max(counts) > 1:
-                for c in conds:  # args sharing an index: one rule per arg (runc's old behaviour)
-                    ctx.add_rule(act, nr, [c], name)
-            else:
-                ctx.add_rule(act, nr, conds, name)
+            if act != default:  # a rule with the default action is redundant (runc skips it)
+                plan.append((act, name, rules))
     if notify:
         if _lib().seccomp_api_get() < 6:
             raise Unsupported("seccomp notify unsupported: libseccomp API level below 6")
         flags |= FLAG_NEW_LISTENER
         if wait_killable:
             flags |= FLAG_WAIT_KILLABLE_RECV
-    bpf, pfc = ctx.export()
-    if default not in _PERMISSIVE and default != ACT_ERRNO | _errno.ENOSYS:
-        bpf = _enosys_stub(arch_tokens, all_names) + bpf
+
+    key = _cache_key(default, arch_tokens, plan)
+    bpf = _cache_get(key)
+    pfc = ""
+    if bpf is None or log.log.debug_enabled:
+        bpf, pfc = _build_profile(default, arch_tokens, plan, len(all_names))
+        if default not in _PERMISSIVE and default != ACT_ERRNO | _errno.ENOSYS:
+            bpf = _enosys_stub(arch_tokens, all_names) + bpf
+        _cache_put(key, bpf)
     return _Program(bpf, flags), notify, pfc
+
+
+def _build_profile(default: int, arch_tokens: list[tuple[str, int]], plan: list, n_calls: int) -> tuple[bytes, str]:
+    ctx = _Ctx(default)
+    ctx.check(ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_NNP, 0), "clearing no_new_privs")
+    for name, tok in arch_tokens:
+        ctx.add_arch(tok, name)
+    if n_calls > 32:
+        ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_OPTIMIZE, 2)  # not fatal (runc)
+    for act, name, rules in plan:
+        nr = resolve_syscall(name)
+        if nr == _NR_SCMP_ERROR:
+            log.debug(f"unknown seccomp syscall {name!r} ignored")
+            continue
+        for conds in rules:
+            ctx.add_rule(act, nr, conds, name)
+    return ctx.export()
+
+
+# --- compiled-program cache ------------------------------------------------------------------
+# Building the BPF is most of the cost (~20 ms for Docker's/Podman's profile on three x86
+# arches) and every container of an engine uses the same profile: the result is cached by a
+# hash of the planned rules + libseccomp version + native arch, in a root-only directory.
+
+CACHE_DIR: str | None = "/run/pyruntime/.seccomp-cache" if os.geteuid() == 0 else None
+_CACHE_VERSION = 1
+
+
+def _cache_key(default: int, arch_tokens: list, plan: list) -> str:
+    import hashlib
+
+    h = hashlib.sha256(repr((_CACHE_VERSION, libseccomp_version(), _lib().seccomp_arch_native(),
+                             default, [t for _, t in arch_tokens], plan)).encode())
+    return h.hexdigest()
+
+
+def _cache_dir_ok() -> bool:
+    if not CACHE_DIR:
+        return False
+    try:
+        st = os.lstat(CACHE_DIR)
+    except FileNotFoundError:
+        try:
+            os.mkdir(CACHE_DIR, 0o700)  # inside the state root (set by the CLI); never its parents
+            st = os.lstat(CACHE_DIR)
+        except OSError:
+            return False
+    import stat
+
+    # a poisoned cache would bypass the profile: only a private directory of ours is trusted
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077 == 0
+
+
+def _cache_get(key: str) -> bytes | None:
+    if not _cache_dir_ok():
+        return None
+    try:
+        with open(os.path.join(CACHE_DIR, key), "rb") as f:  # type: ignore[arg-type]
+            data = f.read()
+    except OSError:
+        return None
+    return data if data and len(data) % 8 == 0 else None
+
+
+def _cache_put(key: str, bpf: bytes) -> None:
+    if not _cache_dir_ok():
+        return
+    tmp = os.path.join(CACHE_DIR, f".{key}.{os.getpid()}")  # type: ignore[arg-type]
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, bpf)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(CACHE_DIR, key))  # type: ignore[arg-type]
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def _compile_monitor(names: tuple[str, ...], arch_tokens: list[tuple[str, int]],
