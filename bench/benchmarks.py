@@ -93,6 +93,8 @@ class Recorder:
         for rt in rts:
             vals = self.samples.get((series, key), {}).get(rt)
             stats[rt] = summarize([v * scale for v in vals]) if vals else None
+        if stats[rt] is not None:
+            stats[rt]["samples"] = [round(v * scale, 4) for v in vals]
         ratios = {}
         py = stats.get("pyruntime")
         for base in ("runc", "crun"):
@@ -305,7 +307,7 @@ def bench_parallel(h: Harness, rts: list[str], o) -> dict:
         "metrics": [
             m("parallel", "wall", f"{w} in parallel, wall", "s", rts, target_vs("runc")),
             m("parallel", "per_container", "  wall / container", "ms", rts),
-            m("parallel", "lock_errors", "  lock errors (per rep)", "count", rts),
+            m("parallel", "lock_errors", "  lock errors (total)", "count", rts),
         ],
         "status": rec.status(rts),
         "extra": {"lock_error_examples": dict(lock_examples)},
@@ -394,7 +396,7 @@ def bench_memory(h: Harness, rts: list[str], o) -> dict:
     reap_zombies()
     m = rec.metric
     return {
-        "title": "Memory: created-but-not-started init RSS; peak RSS (wait4 ru_maxrss) per command",
+        "title": "Memory: created-but-not-started init RSS; peak RSS (ru_maxrss) of each command",
         "params": {"rounds": o.mem_rounds},
         "extra": {"rss_tool": h.rss_tool[0], "rss_floor_kib": floor,
                   "note": "peak RSS = ru_maxrss of the command run under rss_tool (fork+exec+"
@@ -423,7 +425,8 @@ def parse_importtime(text: str) -> dict:
 
     total: sum of cumulative times of top-level imports (everything imported);
     startup: the interpreter's own top-level imports before the first `pyruntime` one;
-    top_self: modules with the largest self time (these partition the total);
+    top_self: modules imported after start-up with the largest self time (self times partition
+    the total, so these are where the time goes);
     top_deps: outermost non-pyruntime modules imported after start-up, by cumulative time
     (i.e. which dependency pulls in how much).
     """
@@ -455,6 +458,12 @@ def parse_importtime(text: str) -> dict:
         startup += n["cum"]
     seen_pkg = False
     deps = []
+    after_startup = []
+
+    def collect(node: dict) -> None:
+        after_startup.append(node)
+        for c in node["children"]:
+            collect(c)
 
     def walk(node: dict, inside_pyruntime: bool) -> None:
         is_py = node["name"].split(".")[0] == "pyruntime"
@@ -469,8 +478,9 @@ def parse_importtime(text: str) -> dict:
             seen_pkg = True
         if seen_pkg:
             walk(n, False)
+            collect(n)
     ms = lambda us: round(us / 1000, 2)  # noqa: E731
-    by_self = sorted(entries, key=lambda n: n["self"], reverse=True)[:5]
+    by_self = sorted(after_startup, key=lambda n: n["self"], reverse=True)[:5]
     by_dep = sorted(deps, key=lambda n: n["cum"], reverse=True)[:5]
     return {
         "total_ms": ms(total), "startup_ms": ms(startup), "pyruntime_ms": ms(total - startup),

@@ -66,7 +66,7 @@ def table(results: dict, name: str) -> tuple[list[str], list[list[str]]]:
     rts = runtimes_of(results)
     b = results["benchmarks"][name]
     bases = [x for x in ("runc", "crun") if "pyruntime" in rts and x in rts]
-    head = ["metric", *rts, *[f"pyruntime/{x}" for x in bases], "target", ""]
+    head = ["metric", *rts, *[f"pyruntime/{x}" for x in bases], "target", "status"]
     rows = []
     for m in b["metrics"]:
         t, mark = target_cells(m)
@@ -102,7 +102,7 @@ def notes(b: dict) -> list[str]:
 
 def summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     rts = runtimes_of(results)
-    head = ["benchmark", *rts, "ratio", "target", ""]
+    head = ["benchmark", *rts, "ratio", "target", "status"]
     rows = []
     for name in ORDER:
         b = results["benchmarks"].get(name)
@@ -133,6 +133,11 @@ def meta_lines(results: dict) -> list[str]:
                      f"overhead, included in every crun number: ~{m['crun_wrapper_overhead_ms']:.1f} ms "
                      f"per call")
     lines.append(f"parameters: {m.get('argv', '')}; medians; total run {m.get('elapsed_s', 0):.0f} s")
+    la0, la1 = m.get("loadavg_start"), m.get("loadavg_end")
+    if la0:
+        busy = max(la0[0], (la1 or la0)[0]) > 0.5 * (m.get("nproc") or 1)
+        lines.append(f"load average (1 min) at start {la0[0]:.2f}" + (f", at end {la1[0]:.2f}" if la1 else "")
+                     + (" — the machine was busy; expect noisy numbers" if busy else ""))
     return lines
 
 
@@ -207,7 +212,8 @@ def md_escape(s: str) -> str:
 
 
 def md_table(head: list[str], rows: list[list[str]]) -> str:
-    align = ["---"] + ["---:"] * (len(head) - 1)
+    align = ["---" if h in ("metric", "benchmark", "command", "target", "status") or h.startswith(("top", "heaviest"))
+             else "---:" for h in head]
     lines = ["| " + " | ".join(md_escape(h) for h in head) + " |", "|" + "|".join(align) + "|"]
     for r in rows:
         first = "↳ " + r[0].strip() if r[0].startswith("  ") else r[0]

@@ -116,6 +116,8 @@ def collect_meta(h: Harness, a: argparse.Namespace) -> dict:
         "cgroup_parent": h.cgroup_parent,
         "versions": {n: first_line([rt.exe, "--version"]) for n, rt in h.runtimes.items()},
         "crun_wrapper_overhead_ms": None,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "rss_tool": h.rss_tool[0] if h.rss_tool else None,
     }
     crun = h.runtimes.get("crun")
     if crun and crun.exe != "/usr/bin/crun" and meta["cgroup_mode"] == "hybrid":
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             log(f"bench: cleanup: {p}")
         results["meta"]["elapsed_s"] = round(time.monotonic() - t_start, 1)
+        results["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         if results["meta"].get("runtimes"):
             write_json(a.json, results)
             log(f"bench: wrote {a.json}")

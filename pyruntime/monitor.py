@@ -64,6 +64,39 @@ _NARGS = {"getpid": 0, "getppid": 0, "gettid": 0, "getuid": 0, "geteuid": 0, "ge
           "renameat2": 5, "link": 2, "symlink": 2, "truncate": 2, "ftruncate": 2}
 
 
+_O_FLAGS = ((0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
+            (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o200000, "O_DIRECTORY"),
+            (0o400000, "O_NOFOLLOW"), (0o2000000, "O_CLOEXEC"), (0o10000000, "O_PATH"),
+            (0o20200000, "O_TMPFILE"))
+_OPEN_FLAGS_ARG = {"open": 1, "openat": 2, "creat": -1}
+_MODE_ARG = {"open": 2, "openat": 3, "creat": 1, "mkdir": 1, "mkdirat": 2, "chmod": 1, "fchmodat": 2}
+
+
+def open_flags(v: int) -> str:
+    parts = [("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[v & 3]]
+    rest = v & ~3
+    for bit, name in _O_FLAGS:
+        if rest & bit == bit:
+            parts.append(name)
+            rest &= ~bit
+    if rest:
+        parts.append(hex(rest))
+    return "|".join(parts)
+
+
+class Sym(str):
+    """An argument shown bare in text output (AT_FDCWD, O_RDONLY|O_CLOEXEC, 0x7ff...), unlike
+    strings read from the process (paths), which are quoted."""
+
+
+def _text(a: Any) -> str:
+    if isinstance(a, Sym) or not isinstance(a, (str, list)):
+        return str(a)
+    if isinstance(a, list):
+        return "[" + ", ".join(_text(x) for x in a) + "]"
+    return json.dumps(a)
+
+
 class _Conn:
     __slots__ = ("sock", "buf", "fds")
 
@@ -266,16 +299,23 @@ class Monitor:
             if i in paths:
                 out.append(self._read_str(pid, v))
             elif i == 0 and name in _DIRFD_ARG0 and v in (AT_FDCWD, AT_FDCWD & 0xFFFFFFFF):
-                out.append("AT_FDCWD")
+                out.append(Sym("AT_FDCWD"))
             elif name in ("execve", "execveat") and i == (1 if name == "execve" else 2):
                 out.append(self._read_argv(pid, v))
+            elif _OPEN_FLAGS_ARG.get(name) == i:
+                out.append(Sym(open_flags(v)))
+            elif _MODE_ARG.get(name) == i:
+                out.append(Sym(oct(v & 0o7777)))
             else:
-                out.append(v if v < 1 << 16 else hex(v))
+                out.append(v if v < 1 << 16 else Sym(hex(v)))
+        fi = _OPEN_FLAGS_ARG.get(name, -1)
+        if fi >= 0 and len(out) > fi + 1 and not args[fi] & 0o20000100:  # no O_CREAT/O_TMPFILE: no mode
+            del out[fi + 1:]
         # the memory read is only meaningful if the notification is still pending
         try:
             fcntl.ioctl(nfd, NOTIF_ID_VALID, struct.pack("=Q", nid))
         except OSError:
-            return [a if not isinstance(a, str) or not a.startswith('"') else "?" for a in out]
+            return [Sym("?") if isinstance(a, (list, str)) and not isinstance(a, Sym) else a for a in out]
         return out
 
     @staticmethod
@@ -305,38 +345,35 @@ class Monitor:
     def _read_str(self, pid: int, addr: int) -> Any:
         data = self._mem(pid, addr, 4096)
         if data is None:
-            return "NULL" if addr == 0 else hex(addr)
+            return Sym("NULL" if addr == 0 else hex(addr))
         s = data.split(b"\0", 1)[0]
-        return json.dumps(s.decode(errors="backslashreplace"))
+        return s.decode(errors="backslashreplace")
 
     def _read_argv(self, pid: int, addr: int) -> Any:
         data = self._mem(pid, addr, 8 * 64)
         if data is None:
-            return hex(addr)
+            return Sym(hex(addr))
         argv = []
         for (ptr,) in struct.iter_unpack("=Q", data[: len(data) // 8 * 8]):
             if ptr == 0:
                 break
             argv.append(self._read_str(pid, ptr))
-        return "[" + ", ".join(argv) + "]"
+        return argv
 
     # --- output --------------------------------------------------------------------------
     def _emit(self, ev: dict[str, Any]) -> None:
         if self.fmt == "json":
             ev = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", **ev}
-            if ev.get("args") is not None:
-                ev["args"] = [json.loads(a) if isinstance(a, str) and a.startswith('"') else a
-                              for a in ev["args"]]
             line = json.dumps(ev)
         else:
             kind = ev["event"]
             if kind == "syscall":
-                args = ", ".join(str(a) for a in ev["args"] or ())
+                args = ", ".join(_text(a) for a in ev["args"] or ())
                 line = f"{ev['container']} pid={ev['pid']} {ev['syscall']}({args}) -> {ev['decision']}"
             elif kind == "attach":
                 meta = ev.get("metadata") or ""
-                if meta.startswith("pyruntime-monitor:"):
-                    syscalls = meta[len("pyruntime-monitor:"):].split(",")
+                if meta.startswith("pyruntime-monitor"):
+                    syscalls = meta.split(":", 1)[1].split(",")
                     meta = f" monitoring {len(syscalls)} syscalls" if len(syscalls) > 8 else f" monitoring {','.join(syscalls)}"
                 elif meta:
                     meta = f" metadata={meta!r}"

@@ -494,3 +494,17 @@ def test_symlink_to_proc_destination_refused(rootfs):
     spec = _spec_with({"destination": "/sneaky", "type": "tmpfs", "source": "tmpfs"})
     res = run_in_container(rootfs, spec, fn=lambda: "ok")
     assert res.error is not None and "inside /proc" in res.error
+
+
+@pytest.mark.skipif(not os.path.exists(_MEMCG + "/memory.limit_in_bytes"), reason="no cgroup v1 memory")
+@pytest.mark.parametrize("userns", [False, True])
+def test_cgroup_v1_with_cgroupns(rootfs, userns):
+    spec = default_spec()
+    spec["linux"]["namespaces"].append({"type": "cgroup"})
+    res = run_in_container(rootfs, spec, fn=_fn_mountinfo, cgroupns=True, userns=userns)
+    assert res.error is None, (res.error, res.err)
+    mi = _mountinfo(res.out)
+    assert mi["/sys/fs/cgroup/memory"]["fstype"] == "cgroup"
+    assert mi["/sys/fs/cgroup/memory"]["root"] == "/"
+    assert {"ro", "nosuid", "nodev", "noexec"} <= mi["/sys/fs/cgroup/memory"]["opts"]
+    assert mi["/sys/fs/cgroup/systemd"]["source"] == "systemd"

@@ -87,7 +87,7 @@ def _build(spec: dict):
 def run_in_container(rootfs: Path | str, spec: dict, *, argv: list[str] | None = None, fn=None,
                      userns: bool = False, uid_map: str = "0 0 65536\n", gid_map: str = "0 0 65536\n",
                      netns: bool = True, cgroupns: bool = False, no_pivot: bool = False,
-                     bundle: str | None = None, before=None, host_before=None,
+                     bundle: str | None = None, before=None, host_before=None, mount_fds=None,
                      timeout: float = 60) -> Result:
     """Fork; the child unshares (user ns first, maps written by us), a grandchild (pid 1 of a new
     pid ns) sets up the rootfs and runs argv or fn. `before(rootfs)` runs in the new mount ns
@@ -127,7 +127,7 @@ def run_in_container(rootfs: Path | str, spec: dict, *, argv: list[str] | None =
             g = os.fork()
             if g == 0:
                 _grandchild(model, str(rootfs), argv, fn, userns, no_pivot, bundle, before,
-                            out_w, err_w, res_w)
+                            out_w, err_w, res_w, mount_fds)
             os.close(out_w)
             os.close(err_w)
             os.close(res_w)
@@ -176,7 +176,8 @@ def run_in_container(rootfs: Path | str, spec: dict, *, argv: list[str] | None =
     return Result(res.get("error"), out, bufs[err_r].decode(errors="replace"), status)
 
 
-def _grandchild(model, rootfs, argv, fn, userns, no_pivot, bundle, before, out_w, err_w, res_w):
+def _grandchild(model, rootfs, argv, fn, userns, no_pivot, bundle, before, out_w, err_w, res_w,
+                mount_fds=None):
     code = 0
     try:
         from pyruntime.errors import RuntimeFailure
@@ -188,7 +189,8 @@ def _grandchild(model, rootfs, argv, fn, userns, no_pivot, bundle, before, out_w
 
                 sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)
                 before(rootfs)
-            rf.prepare_rootfs(model, rootfs, bundle=bundle or os.path.dirname(rootfs), in_userns=userns)
+            rf.prepare_rootfs(model, rootfs, bundle=bundle or os.path.dirname(rootfs), in_userns=userns,
+                              mount_fds=mount_fds)
             rf.pivot_root(rootfs, no_pivot=no_pivot)
             rf.finalize_rootfs(model)
         except RuntimeFailure as e:

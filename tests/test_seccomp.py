@@ -19,6 +19,11 @@ from pyruntime.linux import syscalls
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(sc, "CACHE_DIR", str(tmp_path / "seccomp-cache"))
+
 PODMAN = "/work/shared/clients/samples/podman-run-echo.config.json"
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -407,7 +412,9 @@ def test_add_monitor_keeps_profile_and_records_syscalls():
     assert m.syscalls == base.syscalls and m.default_action == base.default_action
     f = sc.compile_filter(m)
     assert f.notify and len(f.programs) == 2
-    assert sc.add_monitor(None, "/s", "all").default_action == "SCMP_ACT_ALLOW"
+    only = sc.add_monitor(None, "/s", ["openat"])
+    assert only.default_action == "SCMP_ACT_ALLOW" and sc.monitored_syscalls(only) == ("openat",)
+    assert len(sc.compile_filter(only).programs) == 1  # no profile: only the (permissive) monitor filter
     assert len(sc.monitored_syscalls(sc.add_monitor(None, "/s", "all"))) > 300
     with pytest.raises(ConfigError, match="unknown syscall"):
         sc.add_monitor(None, "/s", ["openat", "nonsense"])
@@ -430,3 +437,61 @@ def test_compiled_program_cache(tmp_path, monkeypatch):
     assert sc.compile_filter(p).programs[0].insns == ref
     cache.chmod(0o700)
     assert sc.compile_filter(p).programs[0].insns == b"\0" * 8  # (trusted again: proves the lookup)
+
+
+# --- the BPF itself, for architectures this host cannot run -------------------------------------
+
+
+def _bpf_run(insns: bytes, nr: int, arch: int, args=(0,) * 6) -> int:
+    """A classic-BPF interpreter for what libseccomp and the -ENOSYS stub emit."""
+    import struct
+
+    prog = list(struct.iter_unpack("=HBBI", insns))
+    data = struct.pack("=iIQ6Q", nr, arch, 0, *args)
+    a, pc = 0, 0
+    while True:
+        code, jt, jf, k = prog[pc]
+        pc += 1
+        if code == 0x20:  # ld [k]
+            a = struct.unpack_from("=I", data, k)[0]
+        elif code == 0x54:  # and #k
+            a &= k
+        elif code == 0x05:  # ja
+            pc += k
+        elif code in (0x15, 0x25, 0x35, 0x45):
+            cond = {0x15: a == k, 0x25: a > k, 0x35: a >= k, 0x45: bool(a & k)}[code]
+            pc += jt if cond else jf
+        elif code == 0x06:
+            return k
+        else:
+            raise AssertionError(f"opcode {code:#x}")
+
+
+def test_bpf_for_x86_and_x32_with_enosys_stub(monkeypatch):
+    monkeypatch.setattr(sc, "CACHE_DIR", None)
+    f = sc.compile_filter(_podman_seccomp())
+    bpf = f.programs[0].insns
+    errno_ret = lambda e: sc.ACT_ERRNO | e  # noqa: E731
+    I386, X86_64 = sc.AUDIT_ARCH_I386, sc.AUDIT_ARCH_X86_64
+    # x86_64: getpid allowed, bpf EPERM, unlisted (futex_waitv) ENOSYS (default), beyond max ENOSYS
+    assert _bpf_run(bpf, 39, X86_64) == sc.ACT_ALLOW
+    assert _bpf_run(bpf, 321, X86_64) == errno_ret(1)
+    assert _bpf_run(bpf, 1000, X86_64) == errno_ret(38)
+    # i386: getpid is 20, bpf is 357
+    assert _bpf_run(bpf, 20, I386) == sc.ACT_ALLOW
+    assert _bpf_run(bpf, 357, I386) == errno_ret(1)
+    assert _bpf_run(bpf, 2000, I386) == errno_ret(38)
+    # x32: getpid is 0x40000000 + 39
+    assert _bpf_run(bpf, 0x40000000 + 39, X86_64) == sc.ACT_ALLOW
+    # an architecture the profile does not list: libseccomp's bad-arch action (KILL)
+    assert _bpf_run(bpf, 20, 0xC00000B7) == sc.ACT_KILL_THREAD  # aarch64
+    # a profile with an EPERM default: the stub answers ENOSYS only above the newest syscall
+    p = prof("SCMP_ACT_ERRNO", architectures=("SCMP_ARCH_X86_64", "SCMP_ARCH_X86"),
+             syscalls=[rule(["getpid", "read"], "SCMP_ACT_ALLOW")])
+    bpf = sc.compile_filter(p).programs[0].insns
+    assert _bpf_run(bpf, 39, X86_64) == sc.ACT_ALLOW
+    assert _bpf_run(bpf, 38, X86_64) == errno_ret(1)      # below getpid (39): EPERM
+    assert _bpf_run(bpf, 40, X86_64) == errno_ret(38)     # above: ENOSYS
+    assert _bpf_run(bpf, 3, I386) == sc.ACT_ALLOW          # read on i386
+    assert _bpf_run(bpf, 19, I386) == errno_ret(1)
+    assert _bpf_run(bpf, 21, I386) == errno_ret(38)       # above i386 getpid (20)

@@ -28,11 +28,18 @@ def check_procfs(fd: int, what: str = "/proc") -> None:
 
 
 def open_proc_root(proc: str = "/proc") -> int:
-    """An O_PATH fd of the procfs mounted on `proc` (verified)."""
+    """An fd of the root of the procfs mounted on `proc` (verified). When the kernel lets us,
+    it is a private detached clone of that one mount (open_tree(OPEN_TREE_CLONE), not
+    recursive): nothing mounted over any of its files can be in the way."""
     try:
-        fd = os.open(proc, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise RuntimeFailure(f"open {proc}: {os.strerror(e.errno or 0).lower()}") from None
+        fd = sc.open_tree(-100, proc, sc.OPEN_TREE_CLONE | sc.AT_SYMLINK_NOFOLLOW)
+    except OSError:
+        fd = -1
+    if fd < 0:
+        try:
+            fd = os.open(proc, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise RuntimeFailure(f"open {proc}: {os.strerror(e.errno or 0).lower()}") from None
     try:
         check_procfs(fd, proc)
         # The root of a procfs mount has inode 1.

@@ -118,16 +118,20 @@ class _Ctx:
     in_userns: bool
     cgroupns: bool
     spec: Any
+    mount_fds: dict = attrs.field(factory=dict)
+    index: int | None = None  # index in spec.mounts of the entry being mounted
     deferred_rec: list = attrs.field(factory=list)
 
 
 # --- prepare ---------------------------------------------------------------------------------
 
 
-def prepare_rootfs(spec: Any, rootfs: str, *, bundle: str, in_userns: bool) -> None:
+def prepare_rootfs(spec: Any, rootfs: str, *, bundle: str, in_userns: bool,
+                   mount_fds: dict[int, int] | None = None) -> None:
     """Propagation of /, bind rootfs onto itself, every spec mount, /dev (devices, ptmx,
     symlinks, console), the process cwd. Called in the init's new mount namespace before
-    pivot_root."""
+    pivot_root. `mount_fds` (from open_idmapped_mounts, made outside the user namespace) are
+    used for the idmapped bind mounts they cover; they are not closed here."""
     rootfs = os.path.realpath(rootfs)
     prop = root_propagation(spec)
     if not prop or prop & sc.MS_UNBINDABLE:
@@ -149,12 +153,14 @@ def prepare_rootfs(spec: Any, rootfs: str, *, bundle: str, in_userns: bool) -> N
         raise RuntimeFailure(f"open rootfs {rootfs}: {_err(e)}") from None
     linux = getattr(spec, "linux", None)
     ns = linux.namespace("cgroup") if linux is not None and hasattr(linux, "namespace") else None
-    ctx = _Ctx(root_fd, rootfs, bundle, in_userns, ns is not None, spec)
+    ctx = _Ctx(root_fd, rootfs, bundle, in_userns, ns is not None, spec, dict(mount_fds or {}))
     try:
         _check_special_dirs(ctx)
         entries = [_entry(m, bundle) for m in (getattr(spec, "mounts", None) or ())]
-        for e in entries:
+        for i, e in enumerate(entries):
+            ctx.index = i
             _mount_entry(ctx, e)
+        ctx.index = None
         if not any(e.dest == "/dev" and e.device == "bind" for e in entries):
             devs.create_devices(root_fd, devs.spec_devices(linux), bind=in_userns)
             devs.setup_ptmx(root_fd)
@@ -236,10 +242,18 @@ def _mountinfo(path: str = "/proc/self/mountinfo") -> list[dict]:
 # --- one mount -------------------------------------------------------------------------------
 
 
+class MountFailure(RuntimeFailure):
+    """A mount(2) failed; `errno` is kept for the fallbacks (sysfs, cgroup2)."""
+
+    def __init__(self, msg: str, errno_: int = 0):
+        super().__init__(msg)
+        self.errno = errno_
+
+
 def _fail(e: _Entry, err: BaseException, what: str | None = None) -> RuntimeFailure:
     if isinstance(err, RuntimeFailure):
         return err
-    return RuntimeFailure(f"{what or e.describe()}: {_err(err)}")
+    return MountFailure(f"{what or e.describe()}: {_err(err)}", getattr(err, "errno", 0) or 0)
 
 
 def _mount_entry(ctx: _Ctx, e: _Entry) -> None:
@@ -374,8 +388,8 @@ def _mount_proc_sys(ctx: _Ctx, e: _Entry) -> None:
             raise RuntimeFailure(f"{e.describe()}: mountpoint moved to {r.path}")
         try:
             fd = _mount_on(ctx, e, r, e.source or e.device, e.device, e.flags, e.data)
-        except RuntimeFailure:
-            if e.device != "sysfs":
+        except MountFailure as err:
+            if e.device != "sysfs" or err.errno != errno.EPERM:
                 raise
             fd = _sysfs_fallback(ctx, e, r)
         _finish(ctx, e, fd)
@@ -511,7 +525,7 @@ def _mount_bind(ctx: _Ctx, e: _Entry) -> None:
         if have is not None and stat_mod.S_ISDIR(have.st_mode) != stat_mod.S_ISDIR(st.st_mode):
             kind = "a directory" if stat_mod.S_ISDIR(st.st_mode) else "a file"
             raise RuntimeFailure(f"{e.describe()}: mountpoint {r.path} is not {kind}")
-        if e.opts.idmap or e.uid_mappings or e.gid_mappings:
+        if _is_idmapped(e):
             fd = _idmapped_bind(ctx, e, r)
         else:
             fd = _mount_on(ctx, e, r, e.source, "bind", e.flags & (sc.MS_BIND | sc.MS_REC), None,
@@ -527,17 +541,27 @@ def _mount_bind(ctx: _Ctx, e: _Entry) -> None:
         _finish(ctx, e, fd)
 
 
-def _idmapped_bind(ctx: _Ctx, e: _Entry, r: Resolved) -> int:
-    """open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount."""
-    uid_maps = e.uid_mappings
-    gid_maps = e.gid_mappings
-    linux = getattr(ctx.spec, "linux", None)
+def _idmap_maps(spec: Any, e: _Entry) -> tuple[tuple, tuple]:
+    uid_maps, gid_maps = e.uid_mappings, e.gid_mappings
     if not uid_maps and not gid_maps:
         # "idmap" without mappings: the container's user namespace mappings
+        linux = getattr(spec, "linux", None)
         uid_maps = tuple(getattr(linux, "uid_mappings", None) or ())
         gid_maps = tuple(getattr(linux, "gid_mappings", None) or ())
     if not uid_maps or not gid_maps:
         raise RuntimeFailure(f"{e.describe()}: idmapped mount needs uidMappings and gidMappings")
+    return uid_maps, gid_maps
+
+
+def _is_idmapped(e: _Entry) -> bool:
+    return e.device == "bind" and bool(e.opts.idmap or e.uid_mappings or e.gid_mappings)
+
+
+def _idmapped_tree(spec: Any, e: _Entry) -> int:
+    """A detached clone of the bind source with MOUNT_ATTR_IDMAP set (runc 1.2 semantics: the
+    mount's user namespace gets the mappings as given, so a file owned by containerID on disk
+    shows as hostID). "ridmap" idmaps the submounts of an rbind too."""
+    uid_maps, gid_maps = _idmap_maps(spec, e)
     flags = sc.OPEN_TREE_CLONE | (sc.AT_RECURSIVE if e.flags & sc.MS_REC else 0)
     try:
         tree = sc.open_tree(-100, e.source, flags)  # AT_FDCWD
@@ -552,6 +576,37 @@ def _idmapped_bind(ctx: _Ctx, e: _Entry, r: Resolved) -> int:
             raise RuntimeFailure(f"{e.describe()}: set idmap: {_err(err)}") from None
         finally:
             os.close(userns)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def open_idmapped_mounts(spec: Any, *, bundle: str) -> dict[int, int]:
+    """Detached idmapped mount trees for every idmapped bind mount of the spec, keyed by the
+    index in spec.mounts. Call it in the runtime (initial user namespace) before the container
+    unshares its user namespace: inside that namespace, the kernel refuses to idmap a mount of
+    a filesystem the namespace does not own (EPERM). Pass the result to prepare_rootfs(...,
+    mount_fds=...); the fds (O_CLOEXEC) must survive the forks, the caller closes them."""
+    out: dict[int, int] = {}
+    try:
+        for i, m in enumerate(getattr(spec, "mounts", None) or ()):
+            e = _entry(m, bundle)
+            if _is_idmapped(e):
+                out[i] = _idmapped_tree(spec, e)
+    except BaseException:
+        for fd in out.values():
+            os.close(fd)
+        raise
+    return out
+
+
+def _idmapped_bind(ctx: _Ctx, e: _Entry, r: Resolved) -> int:
+    """open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount. Returns the
+    tree fd, which is the new mount once attached."""
+    pre = ctx.mount_fds.pop(ctx.index, None) if ctx.index is not None else None
+    tree = os.dup(pre) if pre is not None else _idmapped_tree(ctx.spec, e)
+    try:
         target = r.open(os.O_PATH)
         try:
             sc.move_mount(tree, "", target, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
@@ -647,8 +702,9 @@ def _mount_cgroup2(ctx: _Ctx, e: _Entry) -> None:
             fd = _mount_on(ctx, e, r, e.source or "cgroup2", "cgroup2", e.flags, e.data)
             _finish(ctx, e, fd)
             return
-        except RuntimeFailure:
-            pass
+        except MountFailure as err:
+            if err.errno not in (errno.EPERM, errno.EBUSY):
+                raise
     # user namespace without cgroup namespace: bind the host hierarchy (or our own cgroup)
     src = "/sys/fs/cgroup"
     own = _own_cgroups().get("")

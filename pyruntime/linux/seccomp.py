@@ -129,6 +129,7 @@ _NR_SCMP_ERROR = -1
 # bytes; the monitor filter never notifies writes of this length (see handover_notify_fd).
 HANDOVER_LEN = 1021
 MONITOR_TAG = "pyruntime-monitor:"
+MONITOR_ONLY_TAG = "pyruntime-monitor-only:"  # add_monitor(None, ...): no profile of its own
 
 # --- libseccomp binding ----------------------------------------------------------------------
 
@@ -391,9 +392,10 @@ def _field(obj: Any, name: str) -> Any:
 def monitored_syscalls(seccomp: Any) -> tuple[str, ...]:
     """The syscalls `add_monitor` recorded in listenerMetadata, or ()."""
     meta = _field(seccomp, "listener_metadata") if seccomp is not None else None
-    if not meta or not meta.startswith(MONITOR_TAG):
-        return ()
-    return tuple(n for n in meta[len(MONITOR_TAG):].split(",") if n)
+    for tag in (MONITOR_TAG, MONITOR_ONLY_TAG):
+        if meta and meta.startswith(tag):
+            return tuple(n for n in meta[len(tag):].split(",") if n)
+    return ()
 
 
 def compile_filter(seccomp: Any, *, extra_notify: tuple[str, ...] = ()) -> Filter:
@@ -409,7 +411,8 @@ def compile_filter(seccomp: Any, *, extra_notify: tuple[str, ...] = ()) -> Filte
         arch_tokens.append((a, _arch_token(a)))
 
     profile, profile_pfc = None, ""
-    if seccomp is not None:
+    monitor_only = (_field(seccomp, "listener_metadata") or "").startswith(MONITOR_ONLY_TAG)
+    if seccomp is not None and not monitor_only:
         profile, notify, profile_pfc = _compile_profile(seccomp, arch_tokens)
     if monitor:
         if notify:
@@ -778,7 +781,7 @@ def add_monitor(seccomp: Any, socket_path: str, syscalls: Iterable[str] | str) -
         if data.get("listenerPath") or any(c.get("action") == "SCMP_ACT_NOTIFY" for c in data.get("syscalls") or ()):
             raise ConfigError("monitor: the container's seccomp profile already has a seccomp agent (SCMP_ACT_NOTIFY)")
     data["listenerPath"] = socket_path
-    data["listenerMetadata"] = MONITOR_TAG + ",".join(names)
+    data["listenerMetadata"] = (MONITOR_TAG if seccomp is not None else MONITOR_ONLY_TAG) + ",".join(names)
     return build(Seccomp, data)
 
 
