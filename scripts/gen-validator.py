@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import os
 import sys
 
@@ -45,9 +46,11 @@ import re
 Decimal = float  # json.loads never makes Decimals; keeps `decimal` out of the import
 
 
-class JsonSchemaValueException(ValueError):
-    """Local stand-in for fastjsonschema's exception (same constructor)."""
+class JsonSchemaException(ValueError):
+    """Local stand-in for fastjsonschema's exception classes (same constructors)."""
 
+
+class JsonSchemaValueException(JsonSchemaException):
     def __init__(self, message, value=None, name=None, definition=None, rule=None):
         super().__init__(message)
         self.message = message
@@ -55,6 +58,13 @@ class JsonSchemaValueException(ValueError):
         self.name = name
         self.definition = definition
         self.rule = rule
+
+
+class JsonSchemaValuesException(JsonSchemaException):
+    def __init__(self, errors):
+        self.message = "; ".join(e.message for e in errors)
+        super().__init__(self.message)
+        self.errors = errors
 
 '''
 
@@ -126,6 +136,9 @@ def generate(name, store):
     body = "\n".join(out).strip("\n") + "\n"
     if "fastjsonschema" in body or "import " in body.replace("import re", ""):
         raise SystemExit(f"unexpected import left in generated code for {name}")
+    undefined = set(re.findall(r"\bJsonSchema\w*", body)) - set(re.findall(r"^class (\w+)", PRELUDE, re.M))
+    if undefined:
+        raise SystemExit(f"generated code for {name} uses undefined names: {sorted(undefined)}")
     return HEADER.format(file=fn, pointer=("#" + ptr) if ptr else "", desc=desc) + PRELUDE + body
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 
 import pytest
 
@@ -508,3 +507,58 @@ def test_cgroup_v1_with_cgroupns(rootfs, userns):
     assert mi["/sys/fs/cgroup/memory"]["root"] == "/"
     assert {"ro", "nosuid", "nodev", "noexec"} <= mi["/sys/fs/cgroup/memory"]["opts"]
     assert mi["/sys/fs/cgroup/systemd"]["source"] == "systemd"
+
+
+@pytest.mark.parametrize("opts,present,absent", [
+    (["noatime"], {"noatime"}, {"relatime"}),
+    (["strictatime"], set(), {"relatime", "noatime"}),
+    (["relatime", "nodiratime"], {"relatime", "nodiratime"}, set()),
+    (["noatime", "atime"], {"relatime"}, {"noatime"}),
+    (["ro", "rw"], {"rw"}, {"ro"}),
+    (["nosuid", "suid", "nodev", "dev", "noexec", "exec"], set(), {"nosuid", "nodev", "noexec"}),
+    (["nosymfollow"], {"nosymfollow"}, set()),
+    (["rnoatime"], {"noatime"}, {"relatime"}),
+    (["rstrictatime"], set(), {"relatime", "noatime"}),
+    (["noatime", "rrelatime"], {"relatime"}, {"noatime"}),
+    (["rro", "rrw"], {"rw"}, {"ro"}),
+    (["rnodiratime", "rdiratime"], set(), {"nodiratime"}),
+])
+def test_option_matrix(rootfs, tmp_path, opts, present, absent):
+    src = tmp_path / "src"
+    src.mkdir()
+    spec = _spec_with({"destination": "/b", "type": "bind", "source": str(src), "options": ["rbind"] + opts},
+                      {"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": opts})
+    res = run_in_container(rootfs, spec, fn=_fn_mountinfo)
+    assert res.error is None, (res.error, res.err)
+    mi = _mountinfo(res.out)
+    for p in ("/b", "/t"):
+        assert present <= mi[p]["opts"], (p, mi[p]["opts"])
+        assert not (absent & mi[p]["opts"]), (p, mi[p]["opts"])
+
+
+def test_dev_tmpfs_ro_is_made_readonly_after_devices(rootfs):
+    spec = default_spec()
+    spec["mounts"][1]["options"] = spec["mounts"][1]["options"] + ["ro"]
+    res = run_in_container(rootfs, spec, fn=lambda: {"mi": _fn_mountinfo(), "dev": sorted(os.listdir("/dev"))})
+    assert res.error is None, (res.error, res.err)
+    assert "ro" in _mountinfo(res.out["mi"])["/dev"]["opts"]
+    assert "null" in res.out["dev"] and "ptmx" in res.out["dev"]
+
+
+def test_dev_rro_deferred_until_devices_exist(rootfs):
+    spec = default_spec()
+    spec["mounts"][1]["options"] = spec["mounts"][1]["options"] + ["rro"]
+    res = run_in_container(rootfs, spec, fn=lambda: {"mi": _fn_mountinfo(), "dev": sorted(os.listdir("/dev"))})
+    assert res.error is None, (res.error, res.err)
+    mi = _mountinfo(res.out["mi"])
+    assert "ro" in mi["/dev"]["opts"] and "ro" in mi["/dev/pts"]["opts"]
+    assert "null" in res.out["dev"]
+
+
+def test_no_mounts_at_all(rootfs):
+    spec = default_spec(mounts=[])
+    spec["root"]["readonly"] = False
+    res = run_in_container(rootfs, spec, fn=lambda: sorted(os.listdir("/dev")))
+    assert res.error is None, (res.error, res.err)
+    assert {"null", "zero", "ptmx", "fd"} <= set(res.out)
+    assert stat.S_ISCHR(os.stat(rootfs / "dev" / "null").st_mode)  # created in the image's /dev

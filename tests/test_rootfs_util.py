@@ -20,7 +20,8 @@ from pathlib import Path
 import attrs
 
 REPO = Path(__file__).resolve().parent.parent
-_BASE_ROOTFS = Path("/tmp/pyruntime-test-rootfs")
+# the same cache as conftest.py's base_rootfs fixture
+_BASE_ROOTFS = Path(os.environ.get("PYRUNTIME_TEST_ROOTFS", "/var/tmp/pyruntime-test-rootfs"))
 
 
 def base_rootfs() -> Path:

@@ -1,6 +1,8 @@
 """pyruntime create [--bundle B] [--pid-file F] [--console-socket S] [--preserve-fds N]
 [--no-pivot] [--no-new-keyring] ID"""
 
+import os
+
 from pyruntime.cli._flags import Flag, parse, usage
 
 FLAGS = [
@@ -10,6 +12,7 @@ FLAGS = [
     Flag("no-pivot", help="do not use pivot root to jail process inside rootfs"),
     Flag("no-new-keyring", help="do not create a new session keyring for the container"),
     Flag("preserve-fds", "int", 0, help="pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)"),
+    Flag("monitor", "str", "", help="SOCKET[:syscall,...]: report the container's syscalls (all, or those listed) to `pyruntime monitor --socket SOCKET`"),
     Flag("help,h", help="show help"),
 ]
 
@@ -24,8 +27,25 @@ def run(ctx, argv):
 
     create(ctx, cid, bundle=opts.bundle, pid_file=opts.pid_file, console_socket=opts.console_socket,
            preserve_fds=preserve_fds(opts.preserve_fds), no_pivot=opts.no_pivot,
-           no_new_keyring=opts.no_new_keyring)
+           no_new_keyring=opts.no_new_keyring, extra_seccomp=monitor_hook(opts.monitor))
     return 0
+
+
+def monitor_hook(value: str):
+    """--monitor SOCKET[:a,b,c] -> a function adding seccomp notify rules to the spec."""
+    if not value:
+        return None
+    sock, _, names = value.partition(":")
+    syscalls = [n for n in names.split(",") if n] or "all"
+
+    def add(spec):
+        import attrs
+
+        from pyruntime.linux.seccomp import add_monitor
+
+        linux = attrs.evolve(spec.linux, seccomp=add_monitor(spec.linux.seccomp, os.path.abspath(sock), syscalls))
+        return attrs.evolve(spec, linux=linux)
+    return add
 
 
 def one_id(rest, command):

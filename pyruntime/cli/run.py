@@ -7,7 +7,7 @@ import os
 import signal
 
 from pyruntime.cli._flags import Flag, parse
-from pyruntime.cli.create import FLAGS as CREATE_FLAGS, one_id, preserve_fds
+from pyruntime.cli.create import FLAGS as CREATE_FLAGS, monitor_hook, one_id, preserve_fds
 
 FLAGS = CREATE_FLAGS[:-1] + [
     Flag("detach,d", help="detach from the container's process"),
@@ -25,16 +25,15 @@ def run(ctx, argv):
     console = opts.console_socket or None
     proxy = None
     if not opts.detach and not console:
-        from pyruntime.spec import load_bundle  # only to know whether a terminal is wanted
-
-        if load_bundle(os.path.abspath(opts.bundle or os.getcwd())).spec.process.terminal:
+        if _wants_terminal(opts.bundle):
             from pyruntime.cli._tty import ConsoleProxy
 
             proxy = ConsoleProxy()
             console = proxy.child_socket
     created = create(ctx, cid, bundle=opts.bundle, pid_file=opts.pid_file, console_socket=console,
                      preserve_fds=preserve_fds(opts.preserve_fds), no_pivot=opts.no_pivot,
-                     no_new_keyring=opts.no_new_keyring, keep_locked=True)
+                     no_new_keyring=opts.no_new_keyring, keep_locked=True,
+                     extra_seccomp=monitor_hook(opts.monitor))
     cdir, record = created.cdir, created.record
     try:
         if proxy is not None:
@@ -55,6 +54,17 @@ def run(ctx, argv):
 
         delete(ctx, cid, force=True)
     return code
+
+
+def _wants_terminal(bundle: str) -> bool:
+    """A cheap look at process.terminal (create validates the config properly)."""
+    import json
+
+    try:
+        with open(os.path.join(os.path.abspath(bundle or os.getcwd()), "config.json"), "rb") as f:
+            return bool((json.loads(f.read()).get("process") or {}).get("terminal"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def wait_foreground(pid: int, proxy=None) -> int:

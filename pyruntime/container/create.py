@@ -163,6 +163,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     if linux.seccomp is not None:
         from pyruntime.linux import seccomp
 
+        seccomp.CACHE_DIR = os.path.join(ctx.root, ".seccomp-cache") if os.geteuid() == 0 else None
         seccomp_filter = seccomp.compile_filter(linux.seccomp)
 
     # 0622 without the umask (as runc), owned by the container's root: the init opens it for
@@ -235,10 +236,10 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
             run_hooks(spec.hooks.create_runtime, hook_state, kind="createRuntime")
         parent.send("go", state=hook_state)
         while True:
-            msg, fds = parent.expect_any(("ready", "seccomp-fd"), fds=1)
+            msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":
                 break
-            _forward_seccomp_fd(linux.seccomp, fds, record, init_pid)
+            _forward_seccomp_fd(linux.seccomp, msg, record, init_pid)
             parent.send("seccomp-fd-ok")
     finally:
         parent.close()
@@ -265,18 +266,18 @@ def freezer_state_file(cgroup) -> str | None:
     return None
 
 
-def _forward_seccomp_fd(seccomp_spec, fds: list[int], record: dict, pid: int) -> None:
+def _forward_seccomp_fd(seccomp_spec, msg: dict, record: dict, pid: int) -> None:
+    """Copy the child's seccomp listener fd (pidfd_getfd) and send it to listenerPath."""
     from pyruntime.hooks import oci_state
     from pyruntime.linux import seccomp
 
+    fd = seccomp.fetch_notify_fd(pid, int(msg["fd"]))
     try:
-        if not fds:
-            raise RuntimeFailure("container init sent no seccomp notify fd")
-        seccomp.send_to_listener(seccomp_spec.listener_path, fds[0], oci_state(record, CREATING),
-                                 seccomp_spec.listener_metadata)
+        state = oci_state(record, CREATING)
+        state["pid"] = pid
+        seccomp.send_to_listener(seccomp_spec.listener_path, fd, state, seccomp_spec.listener_metadata)
     finally:
-        for fd in fds:
-            os.close(fd)
+        os.close(fd)
 
 
 def _lock_fds(cdir: st.ContainerDir) -> list[int]:

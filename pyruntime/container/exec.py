@@ -46,6 +46,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         if linux.seccomp is not None:
             from pyruntime.linux import seccomp
 
+            seccomp.CACHE_DIR = os.path.join(ctx.root, ".seccomp-cache") if os.geteuid() == 0 else None
             seccomp_filter = seccomp.compile_filter(linux.seccomp)
         console_sock = None
         if proc.terminal:
@@ -90,12 +91,12 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         pids.remove(pid)
         parent.send("go")
         while True:
-            msg, fds = parent.expect_any(("ready", "seccomp-fd"), fds=1)
+            msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":
                 break
             from pyruntime.container.create import _forward_seccomp_fd
 
-            _forward_seccomp_fd(linux.seccomp, fds, record, epid)
+            _forward_seccomp_fd(linux.seccomp, msg, record, epid)
             parent.send("seccomp-fd-ok")
     except BaseException:
         for p in pids:

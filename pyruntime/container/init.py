@@ -238,8 +238,9 @@ def _load_seccomp(seccomp_filter, chan: Channel) -> None:
 
     notify_fd = seccomp.load(seccomp_filter)
     if notify_fd is not None:
-        # The parent forwards it to the listener (linux.seccomp.listenerPath).
-        chan.send("seccomp-fd", fds=[notify_fd])
+        # The parent takes it (pidfd_getfd) and forwards it to linux.seccomp.listenerPath.
+        # One plain write: a notified sendmsg would block before the agent has the fd.
+        seccomp.handover_notify_fd(chan.fileno(), notify_fd)
         chan.expect("seccomp-fd-ok")
         os.close(notify_fd)
 

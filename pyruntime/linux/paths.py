@@ -22,7 +22,6 @@ import stat as stat_mod
 
 import attrs
 
-from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import syscalls as sc
 
 _IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS

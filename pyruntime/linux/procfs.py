@@ -28,18 +28,11 @@ def check_procfs(fd: int, what: str = "/proc") -> None:
 
 
 def open_proc_root(proc: str = "/proc") -> int:
-    """An fd of the root of the procfs mounted on `proc` (verified). When the kernel lets us,
-    it is a private detached clone of that one mount (open_tree(OPEN_TREE_CLONE), not
-    recursive): nothing mounted over any of its files can be in the way."""
+    """An O_PATH fd of the procfs mounted on `proc` (verified)."""
     try:
-        fd = sc.open_tree(-100, proc, sc.OPEN_TREE_CLONE | sc.AT_SYMLINK_NOFOLLOW)
-    except OSError:
-        fd = -1
-    if fd < 0:
-        try:
-            fd = os.open(proc, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as e:
-            raise RuntimeFailure(f"open {proc}: {os.strerror(e.errno or 0).lower()}") from None
+        fd = os.open(proc, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise RuntimeFailure(f"open {proc}: {os.strerror(e.errno or 0).lower()}") from None
     try:
         check_procfs(fd, proc)
         # The root of a procfs mount has inode 1.
@@ -102,6 +95,10 @@ def _proc_pid_ok(proc: str) -> bool:
 
 def write_sysctl(key: str, value: str, *, proc: str = "/proc") -> None:
     """Write /proc/sys/<key with dots turned into slashes> through a verified procfs fd.
+
+    Any mount on the way (a volume, a bind of another file, and also the read-only bind mount
+    of /proc/sys that finalize_rootfs makes for readonlyPaths) makes it fail: write sysctls
+    before finalize_rootfs, as runc does (sysctl, then readonly and masked paths).
 
     A key using slashes already is accepted as is (like runc: `net/ipv4/ip_forward`).
     """

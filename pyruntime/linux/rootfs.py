@@ -23,7 +23,7 @@ from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import devices as devs
 from pyruntime.linux import paths
 from pyruntime.linux import syscalls as sc
-from pyruntime.linux.mounts import (LOCKABLE, PROPAGATION, MountOptions, parse_options,
+from pyruntime.linux.mounts import (LOCKABLE, MountOptions, parse_options,
                                     statvfs_mount_flags)
 from pyruntime.linux.paths import Resolved, fd_path
 
@@ -214,7 +214,7 @@ def _unescape(s: str) -> str:
         return s
     out, i = [], 0
     while i < len(s):
-        if s[i] == "\\" and i + 3 < len(s) + 0 and s[i + 1:i + 4].isdigit():
+        if s[i] == "\\" and i + 3 < len(s) and s[i + 1:i + 4].isdigit():
             out.append(chr(int(s[i + 1:i + 4], 8)))
             i += 4
         else:

@@ -9,9 +9,11 @@ import re
 Decimal = float  # json.loads never makes Decimals; keeps `decimal` out of the import
 
 
-class JsonSchemaValueException(ValueError):
-    """Local stand-in for fastjsonschema's exception (same constructor)."""
+class JsonSchemaException(ValueError):
+    """Local stand-in for fastjsonschema's exception classes (same constructors)."""
 
+
+class JsonSchemaValueException(JsonSchemaException):
     def __init__(self, message, value=None, name=None, definition=None, rule=None):
         super().__init__(message)
         self.message = message
@@ -19,6 +21,13 @@ class JsonSchemaValueException(ValueError):
         self.name = name
         self.definition = definition
         self.rule = rule
+
+
+class JsonSchemaValuesException(JsonSchemaException):
+    def __init__(self, errors):
+        self.message = "; ".join(e.message for e in errors)
+        super().__init__(self.message)
+        self.errors = errors
 
 VERSION = "2.22.3"
 
