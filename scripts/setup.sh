@@ -27,5 +27,19 @@ if [[ ! -x $VENV/bin/python ]]; then
 fi
 # Editable install: a plain .pth path entry (hatchling), cheap at start-up.
 "$VENV/bin/pip" install -q -e "$here[test]"
+# Byte-compile now: a command that has to compile its modules first is ~15 ms slower.
+"$VENV/bin/python" -m compileall -q "$here/pyruntime" >/dev/null || true
+# A fast launcher instead of the generic console script: -I -S skips site (and every .pth
+# hook in it); the two paths site would have added are written in. ~4 ms per command.
+purelib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cat > "$VENV/bin/pyruntime.tmp" <<LAUNCHER
+#!$VENV/bin/python -IS
+import sys
+sys.path[1:1] = ["$here", "$purelib"]
+from pyruntime.cli import main
+sys.exit(main())
+LAUNCHER
+chmod 755 "$VENV/bin/pyruntime.tmp"
+mv "$VENV/bin/pyruntime.tmp" "$VENV/bin/pyruntime"
 ln -sf "$VENV/bin/pyruntime" /usr/local/bin/pyruntime
 echo "setup: ok ($("$VENV/bin/pyruntime" --version 2>/dev/null | head -1 || echo 'pyruntime not importable yet'))" >&2

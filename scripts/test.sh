@@ -13,5 +13,4 @@ bash bundles/build-rootfs.sh /var/tmp/pyruntime-test-rootfs
 if [[ -f ../shared/vm/run-in-vm.sh ]]; then
   bash ../shared/vm/run-in-vm.sh --setup >/dev/null
 fi
-export PYTHONDONTWRITEBYTECODE=1
 exec "$VENV/bin/python" -m pytest tests integration -q -rfEs "$@"

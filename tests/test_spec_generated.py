@@ -31,7 +31,7 @@ _PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
 if os.environ.get("PYRUNTIME_HYPOTHESIS_SHRINK"):
     _PHASES.append(Phase.shrink)
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None, phases=_PHASES
+    max_examples=int(os.environ.get("PYRUNTIME_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=list(HealthCheck), database=None, phases=_PHASES
 )
 
 

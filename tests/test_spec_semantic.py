@@ -325,3 +325,18 @@ def test_process_checks():
         load_process({"cwd": "/"})
     with pytest.raises(ConfigError, match=r"^process\.json: /: 'cwd' is a required property$"):
         load_process({"args": ["x"]})
+
+
+def test_trailing_newline_pattern_divergence():
+    """fastjsonschema reads the schema's `$` as end-of-string, jsonschema (Python re) lets a trailing
+    newline through: jsonschema is trusted, the semantic checks refuse what matters."""
+    from pyruntime.spec import _config_validator as fast
+
+    d = base()
+    d["process"]["rlimits"][0]["type"] = "RLIMIT_NOFILE\n"
+    with pytest.raises(fast.JsonSchemaException):
+        fast.validate(d)
+    refused(d, "/process/rlimits/0/type", "unknown rlimit")
+    d = base()
+    d["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB\n", "limit": 1}]
+    refused(d, "/linux/resources/hugepageLimits/0/pageSize", "invalid page size")

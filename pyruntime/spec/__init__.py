@@ -72,6 +72,7 @@ def load_config_bytes(raw: bytes, *, for_create: bool = True, prefix: str = "con
     from pyruntime.spec.validate import check_config, check_schema
 
     data = _parse_json(raw, prefix)
+    _compat(data)
     check_schema("config", data, prefix)
     unknown_caps = check_config(data, for_create=for_create, prefix=prefix)
     spec = model.build(model.Spec, data)
@@ -80,6 +81,26 @@ def load_config_bytes(raw: bytes, *, for_create: bool = True, prefix: str = "con
 
         spec = attrs.evolve(spec, process=_drop_caps(spec.process, unknown_caps))
     return model.LoadedConfig(spec=spec, raw=data, digest=_sha256(raw))
+
+
+def _compat(data: Any) -> None:
+    """What real clients send that the 1.3 schema no longer admits, normalised as runc reads it.
+
+    podman 4.x writes linux.devices[].fileMode with the file type bits (S_IFCHR|0666 = 8630);
+    runc masks them off. Only those exact type bits are dropped: any other out-of-range value is
+    still refused by the schema.
+    """
+    try:
+        devices = data["linux"]["devices"]
+    except (KeyError, TypeError):
+        return
+    if not isinstance(devices, list):
+        return
+    for d in devices:
+        if isinstance(d, dict):
+            mode = d.get("fileMode")
+            if type(mode) is int and mode > 0o777 and (mode & ~0o777) in (0o020000, 0o060000, 0o010000):
+                d["fileMode"] = mode & 0o777
 
 
 def _sha256(raw: bytes) -> str:

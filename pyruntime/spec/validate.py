@@ -390,6 +390,12 @@ def check_linux(linux: dict, ns: dict[str, str], prefix: str) -> None:
 
 
 def check_resources(r: dict, prefix: str, base: str = "") -> None:
+    import re
+
+    for i, h in enumerate(r.get("hugepageLimits") or ()):
+        # the schema's "^...$" lets a trailing newline through (Python's `$`)
+        if not re.fullmatch(r"[1-9][0-9]*[KMG]B", h["pageSize"]):
+            raise fail(prefix, f"{base}/hugepageLimits/{i}/pageSize", f"invalid page size {_short(h['pageSize'])}")
     for i, d in enumerate(r.get("devices") or ()):
         t = d.get("type", "a")
         if t not in ("a", "b", "c"):
