@@ -148,16 +148,17 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     cgroup = None
     from pyruntime import cgroups
 
-    try:
-        cgroup = cgroups.manager_for(cid, linux.cgroups_path, rootless=rootless)
-    except RuntimeFailure:
-        raise
+    cgroup = cgroups.manager_for(cid, linux.cgroups_path, rootless=rootless)
     if cgroup is not None:
         undo.cgroup = cgroup
-        cgroup.create()
-        cgroup.set(linux.resources)
+        # Recorded before it exists: a create killed from here on leaves a state that
+        # `delete` can clean up completely.
         record["cgroup"] = cgroup.to_state()
         record["freezer_state"] = freezer_state_file(cgroup)
+        cdir.write(record)
+        cgroup.create()
+        cgroup.set(linux.resources, linux_devices=linux.devices or ())
+        record["cgroup"] = cgroup.to_state()
 
     seccomp_filter = None
     if linux.seccomp is not None:
