@@ -9,7 +9,6 @@ removed, the state directory deleted. Nothing is left behind.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from pyruntime.container import state as st
@@ -111,7 +110,7 @@ class _Undo:
     def run(self) -> None:
         for pid in self.pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, 9)  # SIGKILL
             except ProcessLookupError:
                 pass
         for pid in self.pids:

@@ -128,10 +128,21 @@ class ContainerDir:
 
     def remove(self) -> None:
         """Remove the directory and everything in it (state, fifo, runtime files)."""
-        import shutil
-
+        # The directory is flat (state.json, exec.fifo, temp files); anything else is a bug.
         try:
-            shutil.rmtree(self.path)
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            p = os.path.join(self.path, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                import shutil
+
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                remove_quietly(p)
+        try:
+            os.rmdir(self.path)
         except FileNotFoundError:
             pass
 
