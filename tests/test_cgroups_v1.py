@@ -395,12 +395,21 @@ def test_unavailable_controllers_are_clear_errors(mgr):
         mgr.set(R(unified={"memory.max": "1"}))
 
 
+def _spin_then_sleep():
+    t = time.monotonic()
+    while time.monotonic() - t < 0.05:
+        pass
+    time.sleep(3)
+    return 0
+
+
 def test_stats_format(mgr):
     mgr.set(R(memory=NS(limit=64 << 20), pids=NS(limit=10)))
-    child = Child(lambda: time.sleep(3) or 0)
+    child = Child(_spin_then_sleep)
     mgr.apply(child.pid)
     child.go()
     try:
+        time.sleep(0.2)
         st = mgr.stats()
         assert st["pids"] == {"current": 1, "limit": 10}
         assert st["memory"]["usage"]["limit"] == 64 << 20
@@ -441,3 +450,45 @@ def test_merge_resources():
     assert new.memory.limit == 30 and new.memory.swap == 20 and new.pids.limit == 5
     assert new.unified == {"a": "1", "b": "2"}
     assert cur.memory.limit == 10
+
+
+def test_with_the_spec_model(mgr):
+    """The real pyruntime.spec.model Resources, and merge_resources for update."""
+    spec = pytest.importorskip("pyruntime.spec")
+    r = spec.load_resources({"memory": {"limit": 64 << 20, "swap": 64 << 20}, "pids": {"limit": 7},
+                             "cpu": {"shares": 256, "cpus": "0"},
+                             "devices": [{"allow": False, "access": "rwm"},
+                                         {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}]})
+    mgr.set(r)
+    assert rd(mgr.paths()["pids"], "pids.max") == "7"
+    assert rd(mgr.paths()["cpu"], "cpu.shares") == "256"
+    assert "c 1:11 r" in rd(mgr.paths()["devices"], "devices.list").splitlines()
+    upd = cgroups.merge_resources(r, spec.load_resources({"pids": {"limit": 9}, "memory": {"limit": 32 << 20}}))
+    mgr.set(upd, skip_devices=True)
+    assert rd(mgr.paths()["pids"], "pids.max") == "9"
+    assert int(rd(mgr.paths()["memory"], "memory.limit_in_bytes")) == 32 << 20
+    assert int(rd(mgr.paths()["memory"], "memory.memsw.limit_in_bytes")) == 64 << 20
+    assert "c 1:11 r" in rd(mgr.paths()["devices"], "devices.list").splitlines()
+
+
+def test_sub_cgroup_for_exec(mgr):
+    from pyruntime.cgroups.v1 import parse_sub_cgroups
+
+    assert parse_sub_cgroups("a/b") == {"": "a/b"}
+    assert parse_sub_cgroups(["memory,pids:x", "cpu:y"]) == {"memory": "x", "pids": "x", "cpu": "y"}
+    for bad in ("a:b:c", ["x", "y"], "../up", ",:x"):
+        with pytest.raises(RuntimeFailure):
+            parse_sub_cgroups(bad)
+    sub = mgr.sub("memory:inner")
+    assert sub.paths()["memory"] == os.path.join(mgr.paths()["memory"], "inner")
+    assert sub.paths()["pids"] == mgr.paths()["pids"]
+    child = Child(lambda: 0)
+    try:
+        with pytest.raises(RuntimeFailure, match="does not exist"):
+            sub.apply(child.pid)
+        os.mkdir(sub.paths()["memory"])
+        sub.apply(child.pid)
+        assert open(f"/proc/{child.pid}/cgroup").read().count("/inner") == 1
+    finally:
+        child.go()
+        child.wait()

@@ -20,7 +20,9 @@ on v2.
 from __future__ import annotations
 
 import os
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyruntime.errors import RuntimeFailure
 

@@ -7,7 +7,9 @@ import abc
 import os
 import signal
 import time
-from typing import Any, Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from pyruntime.cgroups import fs
 

@@ -11,7 +11,9 @@ as a minimal transition of devices.allow/deny writes on v1, and as an eBPF progr
 
 from __future__ import annotations
 
-from typing import Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from pyruntime.errors import ConfigError
 

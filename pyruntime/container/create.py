@@ -262,7 +262,7 @@ def freezer_state_file(cgroup) -> str | None:
     if "freezer" in paths:
         return os.path.join(paths["freezer"], "freezer.state")
     if cgroup.to_state().get("version") == "v2":
-        return os.path.join(cgroup.path, "cgroup.events")
+        return os.path.join(paths[""], "cgroup.events")
     return None
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from pyruntime.cgroups import fs
 from pyruntime.cgroups.base import Manager, empty_stats, finish_stats, g
@@ -37,6 +39,23 @@ class V1Manager(Manager):
         self._cgroup_path = cgroup_path
         self._devices = Emulator.from_rules([Rule.from_dict(d) for d in device_rules]) \
             if device_rules is not None else None
+        self._must_exist = False
+
+    def sub(self, spec: "str | list[str]") -> "V1Manager":
+        """A manager that joins (only) a sub-cgroup of this one, for `exec --cgroup`: "path"
+        (every hierarchy) or "ctrl[,ctrl]:path" (repeatable; other hierarchies stay the
+        container's). The sub-cgroup must exist."""
+        subs = parse_sub_cgroups(spec)
+        paths = {}
+        for ctrl, d in self._paths.items():
+            rel = subs.get(ctrl, subs.get("")) if ctrl else subs.get("")
+            paths[ctrl] = os.path.join(d, rel) if rel else d
+        unknown = set(subs) - set(self._paths) - {""}
+        if unknown:
+            raise RuntimeFailure(f"invalid --cgroup argument: controller {sorted(unknown)[0]} is not mounted")
+        m = V1Manager(self.container_id, paths, self._mounts, rootless=self.rootless, layout=self.layout)
+        m._must_exist = True
+        return m
 
     # --- paths -------------------------------------------------------------------------------
     @property
@@ -81,7 +100,12 @@ class V1Manager(Manager):
                 raise e
 
     def apply(self, pid: int) -> None:
-        self.create()
+        if self._must_exist:
+            missing = [d for d in self._dirs() if not os.path.isdir(d)]
+            if missing:
+                raise RuntimeFailure(f"cannot join cgroup {missing[0]}: it does not exist")
+        elif not all(os.path.isdir(d) for d in self._dirs()):
+            self.create()
         done: set[str] = set()
         for ctrl, d in list(self._paths.items()):
             if d in done:
@@ -186,6 +210,32 @@ class V1Manager(Manager):
     def from_state(cls, d: dict) -> "V1Manager":
         return cls(d["id"], d["paths"], d.get("mounts", {}), rootless=d.get("rootless", False),
                    layout=d.get("layout", "v1"), cgroup_path=d.get("path", ""), device_rules=d.get("devices"))
+
+
+def parse_sub_cgroups(spec: "str | list[str]") -> dict[str, str]:
+    """runc's getSubCgroupPaths: ["path"] or ["ctrl[,ctrl]:path", ...] -> {ctrl or "": path}."""
+    args = [spec] if isinstance(spec, str) else list(spec)
+    out: dict[str, str] = {}
+    for a in args:
+        parts = a.split(":")
+        if len(parts) > 2:
+            raise RuntimeFailure(f"invalid --cgroup argument: {a}")
+        if len(parts) == 1:
+            if len(args) != 1:
+                raise RuntimeFailure(f"invalid --cgroup argument: {a} (missing <controller>: prefix)")
+            ctrls, path = [""], a
+        else:
+            ctrls, path = parts[0].split(","), parts[1]
+        rel = os.path.normpath(path.strip("/")) if path.strip("/") else ""
+        if rel.startswith("..") or rel == ".":
+            raise RuntimeFailure(f"invalid --cgroup argument: {a} (must be below the container's cgroup)")
+        for c in ctrls:
+            if c == "" and len(parts) == 2:
+                raise RuntimeFailure(f"invalid --cgroup argument: {a} (empty <controller> prefix)")
+            if c in out:
+                raise RuntimeFailure(f"invalid --cgroup argument(s): controller {c} specified multiple times")
+            out[c] = rel
+    return out
 
 
 _WHAT = {"memory": "memory limits", "cpu": "cpu limits", "cpuset": "cpu.cpus/cpu.mems", "pids": "pids.limit",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from typing import Any, Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from pyruntime.cgroups import fs
 from pyruntime.cgroups.base import Manager, empty_stats, finish_stats, g
@@ -32,6 +34,20 @@ class V2Manager(Manager):
         self._no_access = False
         self._devices = Emulator.from_rules([Rule.from_dict(d) for d in device_rules]) \
             if device_rules is not None else None
+        self._must_exist = False
+
+    def sub(self, spec: "str | list[str]") -> "V2Manager":
+        """A manager that joins (only) an existing sub-cgroup, for `exec --cgroup` ("path";
+        a "ctrl:path" form is accepted, its controllers are meaningless on v2)."""
+        from pyruntime.cgroups.v1 import parse_sub_cgroups
+
+        paths = set(parse_sub_cgroups(spec).values())
+        if len(paths) != 1:
+            raise RuntimeFailure("invalid --cgroup argument(s): cgroup v2 has one hierarchy, give one path")
+        m = V2Manager(self.container_id, os.path.join(self.dir, paths.pop()), self.mountpoint,
+                      rootless=self.rootless)
+        m._must_exist = True
+        return m
 
     @property
     def path(self) -> str:
@@ -92,7 +108,11 @@ class V2Manager(Manager):
                     pass
 
     def apply(self, pid: int) -> None:
-        self.create()
+        if self._must_exist:
+            if not os.path.isdir(self.dir):
+                raise RuntimeFailure(f"cannot join cgroup {self.dir}: it does not exist")
+        elif not os.path.isdir(self.dir):
+            self.create()
         if self._no_access:
             return
         try:
