@@ -19,7 +19,9 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
-ROOTFS_CACHE = os.environ.get("PYRUNTIME_TEST_ROOTFS", "/var/tmp/pyruntime-test-rootfs")
+# Inside the cgroup v2 VM the host's /var/tmp is not visible: build the rootfs in guest /tmp.
+ROOTFS_CACHE = os.environ.get("PYRUNTIME_TEST_ROOTFS") or (
+    "/tmp/pyruntime-test-rootfs" if os.environ.get("RUN_IN_VM") else "/var/tmp/pyruntime-test-rootfs")
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
