@@ -43,6 +43,17 @@ LOCK_RE = re.compile(
 )
 
 
+# Failure messages caused by a timeout contain this; a timeout ends the runtime's series at
+# once (a hung runtime would otherwise cost 2 x --timeout per round).
+TIMEOUT_MARK = "timed out after"
+# After this many timed-out commands a runtime is treated as hung: its further commands are
+# not run at all (failed immediately), so a hung runtime cannot stretch the run unboundedly.
+HUNG_AFTER = 4
+
+
+WORKDIR_RE = re.compile(r"/\S*/pyruntime-bench-[a-z0-9_]{8}")
+
+
 class RoundFailed(Exception):
     """One measurement round of one runtime failed; the message says which step and why."""
 
@@ -69,12 +80,13 @@ class Result:
     def describe(self) -> str:
         """One line: what ran and how it failed."""
         cmd = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(self.argv))
+        cmd = WORKDIR_RE.sub("$WORK", cmd)
         if len(cmd) > 160:
             cmd = cmd[:157] + "..."
         if self.spawn_error:
             return f"`{cmd}`: {self.spawn_error}"
         if self.timed_out:
-            return f"`{cmd}`: timed out after {self.wall_ms / 1000:.0f}s (killed)"
+            return f"`{cmd}`: {TIMEOUT_MARK} {self.wall_ms / 1000:.0f}s (killed)"
         lines = [ln.strip() for ln in (self.stderr or self.stdout).splitlines() if ln.strip()]
         # Skip -X importtime noise when picking the message.
         lines = [ln for ln in lines if not ln.startswith("import time:")]
@@ -131,7 +143,8 @@ def spawn(argv: list[str], *, env: dict[str, str], timeout: float, tmpdir: str |
         ]
         t0 = time.perf_counter()
         try:
-            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+            # Own process group: a timeout kills the command and whatever it started.
+            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setpgroup=0)
         except OSError as e:
             return Result(shown_argv, None, 0.0, 0, spawn_error=f"cannot execute: {e}")
         timed_out = False
@@ -141,6 +154,10 @@ def spawn(argv: list[str], *, env: dict[str, str], timeout: float, tmpdir: str |
             poller.register(pidfd, select.POLLIN)
             if not poller.poll(timeout * 1000):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 timed_out = True
             _, status, ru = os.wait4(pid, 0)
         finally:
@@ -170,7 +187,7 @@ def wait_exit(pid: int, timeout: float) -> None:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         if not poller.poll(timeout * 1000):
-            raise RoundFailed(f"container process {pid} did not exit within {timeout:.0f}s")
+            raise RoundFailed(f"container process {pid} {TIMEOUT_MARK} {timeout:.0f}s without exiting")
     finally:
         os.close(pidfd)
     try:
@@ -308,8 +325,31 @@ class Runtime:
     exe: str
     root: str  # private --root state directory
 
-    def argv(self, *args: str) -> list[str]:
-        return [self.exe, "--root", self.root, *args]
+    def argv(self, *args: str, launcher: list[str] | None = None) -> list[str]:
+        return [*(launcher or [self.exe]), "--root", self.root, *args]
+
+
+def python_launcher(exe: str, *xopts: str) -> list[str] | None:
+    """argv that runs a Python console script like its shebang does, plus interpreter options.
+
+    Needed for -X importtime: a launcher with `#!python -I` ignores PYTHON* variables, so
+    PYTHONPROFILEIMPORTTIME=1 alone would measure nothing. None if exe is not a Python script.
+    """
+    path = os.path.realpath(exe)
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(512).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    interp, _, arg = first[2:].strip().partition(" ")  # Linux: one optional argument
+    if interp.endswith("/env"):
+        interp, _, arg = arg.strip().partition(" ")
+        interp = shutil.which(interp) or interp
+    if not os.path.basename(interp).startswith("python"):
+        return None
+    return [interp, *([arg.strip()] if arg.strip() else []), *xopts, path]
 
 
 @dataclass
@@ -322,6 +362,7 @@ class Harness:
     cgroup_parent: str = field(default_factory=lambda: f"/pyruntime-bench-{secrets.token_hex(4)}")
     env: dict[str, str] = field(default_factory=dict)
     rss_tool: list[str] | None = field(default_factory=rss_tool)
+    timeouts: dict[str, int] = field(default_factory=dict)  # runtime -> timed-out commands
     _seq: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # containers that may still exist: (runtime, id) -> init pid (or None)
@@ -400,11 +441,20 @@ class Harness:
         return os.path.join(self.workdir, "pids", cid)
 
     def cmd(self, rt: str, *args: str, timeout: float | None = None,
-            env: dict[str, str] | None = None, rss: bool = False) -> Result:
-        """Run one runtime command. rss=True: measure its peak RSS (not its time)."""
-        return spawn(self.runtimes[rt].argv(*args), env=env or self.env,
-                     timeout=timeout or self.timeout, tmpdir=os.path.join(self.workdir, "tmp"),
-                     rss=self.rss_tool if rss else None)
+            env: dict[str, str] | None = None, rss: bool = False,
+            launcher: list[str] | None = None) -> Result:
+        """Run one runtime command. rss=True: measure its peak RSS (not its time).
+        launcher: argv replacing the runtime's executable (see python_launcher)."""
+        argv = self.runtimes[rt].argv(*args, launcher=launcher)
+        if self.timeouts.get(rt, 0) >= HUNG_AFTER:
+            return Result(argv, None, 0.0, 0, spawn_error=f"not run: {rt} is hung "
+                          f"({self.timeouts[rt]} commands {TIMEOUT_MARK} the limit)")
+        r = spawn(argv, env=env or self.env, timeout=timeout or self.timeout,
+                  tmpdir=os.path.join(self.workdir, "tmp"), rss=self.rss_tool if rss else None)
+        if r.timed_out:
+            with self._lock:
+                self.timeouts[rt] = self.timeouts.get(rt, 0) + 1
+        return r
 
     def must(self, rt: str, *args: str, **kw) -> Result:
         r = self.cmd(rt, *args, **kw)
@@ -440,7 +490,7 @@ class Harness:
         """Best-effort teardown after a failed round (untimed)."""
         with self._lock:
             pid = self.live.get((rt, cid))
-        r = self.cmd(rt, "delete", "--force", cid, timeout=20)
+        r = self.cmd(rt, "delete", "--force", cid, timeout=min(self.timeout, 10))
         if pid:
             try:
                 os.kill(pid, signal.SIGKILL)

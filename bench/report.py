@@ -132,7 +132,8 @@ def meta_lines(results: dict) -> list[str]:
         lines.append(f"crun goes through the hybrid-cgroup wrapper (private mount namespace); its "
                      f"overhead, included in every crun number: ~{m['crun_wrapper_overhead_ms']:.1f} ms "
                      f"per call")
-    lines.append(f"parameters: {m.get('argv', '')}; medians; total run {m.get('elapsed_s', 0):.0f} s")
+    lines.append(f"parameters: {m.get('argv', '')}; medians; total run {m.get('elapsed_s', 0):.0f} s"
+                 + ("" if results.get("complete", True) else " — INCOMPLETE (interrupted)"))
     la0, la1 = m.get("loadavg_start"), m.get("loadavg_end")
     if la0:
         busy = max(la0[0], (la1 or la0)[0]) > 0.5 * (m.get("nproc") or 1)

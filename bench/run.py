@@ -47,10 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seq-count", type=int, default=100, help="runs per sequential batch (100)")
     ap.add_argument("--seq-reps", type=int, default=3, help="sequential batches per runtime (3)")
     ap.add_argument("--par-width", type=int, default=20, help="lifecycles in parallel (20)")
-    ap.add_argument("--par-reps", type=int, default=5, help="parallel repetitions (5)")
+    ap.add_argument("--par-reps", type=int, default=3, help="parallel repetitions (3)")
     ap.add_argument("--mem-rounds", type=int, default=5, help="memory rounds (5)")
     ap.add_argument("--import-reps", type=int, default=3, help="runs per command for imports (3)")
-    ap.add_argument("--kill-rounds", type=int, default=None, help="kill rounds (default: --rounds)")
+    ap.add_argument("--kill-rounds", type=int, default=None,
+                    help="kill rounds, each on a fresh container (default: min(--rounds, 20))")
     ap.add_argument("--max-failures", type=int, default=3,
                     help="drop a runtime from a series after this many failed rounds in a row (3)")
     ap.add_argument("--timeout", type=float, default=30.0, help="per-command timeout, s (30)")
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def first_line(argv: list[str]) -> str:
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e})"
     lines = (p.stdout or p.stderr).strip().splitlines()
