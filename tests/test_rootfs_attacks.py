@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from test_rootfs_util import default_spec, make_rootfs, run_in_container
+from test_rootfs_util import default_spec, idmap_supported, make_rootfs, run_in_container
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -156,13 +156,19 @@ def test_tmpcopyup_does_not_follow_symlinks(rootfs, tmp_path):
 # --- idmapped mounts ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def idmap_ok(tmp_path):
+    if not idmap_supported(tmp_path):
+        pytest.skip("the filesystem of the test directory does not take idmapped mounts")
+
+
 def _owners(paths):
     def probe():
         return {p: [os.stat(p).st_uid, os.stat(p).st_gid] for p in paths}
     return probe
 
 
-def test_idmapped_bind_shows_mapped_owners(rootfs, tmp_path):
+def test_idmapped_bind_shows_mapped_owners(rootfs, tmp_path, idmap_ok):
     # runc 1.2 semantics: the mount's user namespace has the mappings as given, so a file owned
     # by containerID on disk shows as hostID
     src = tmp_path / "vol"
@@ -192,7 +198,7 @@ def test_idmapped_bind_shows_mapped_owners(rootfs, tmp_path):
     assert os.stat(src / "f").st_uid == 0  # host view unchanged
 
 
-def test_ridmap_applies_to_submounts(rootfs, tmp_path):
+def test_ridmap_applies_to_submounts(rootfs, tmp_path, idmap_ok):
     src = tmp_path / "vol"
     (src / "sub").mkdir(parents=True)
 
@@ -211,7 +217,7 @@ def test_ridmap_applies_to_submounts(rootfs, tmp_path):
     assert res.out["/vol2"] == [1000, 1000] and res.out["/vol2/sub"] == [0, 0]
 
 
-def test_idmap_without_mappings_uses_container_maps(rootfs, tmp_path):
+def test_idmap_without_mappings_uses_container_maps(rootfs, tmp_path, idmap_ok):
     src = tmp_path / "vol"
     src.mkdir()
     spec = _spec_with({"destination": "/vol", "type": "bind", "source": str(src), "options": ["rbind", "idmap"]})
@@ -222,7 +228,7 @@ def test_idmap_without_mappings_uses_container_maps(rootfs, tmp_path):
     assert res.out["/vol"] == [100000, 100000]
 
 
-def test_idmap_in_userns_needs_premade_fds(rootfs, tmp_path):
+def test_idmap_in_userns_needs_premade_fds(rootfs, tmp_path, idmap_ok):
     from pyruntime.linux import rootfs as rf
     from pyruntime.spec.model import Spec, build
 

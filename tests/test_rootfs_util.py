@@ -71,6 +71,32 @@ def default_spec(**over) -> dict:
     return spec
 
 
+def idmap_supported(path) -> bool:
+    """Whether the filesystem of `path` takes idmapped mounts (ext4 does; 9p, overlay on some
+    kernels do not)."""
+    from pyruntime.linux import syscalls as sc
+    from pyruntime.linux.rootfs import make_userns_fd
+
+    class M:
+        container_id, host_id, size = 0, 1000, 1
+
+    try:
+        tree = sc.open_tree(-100, str(path), sc.OPEN_TREE_CLONE)
+    except OSError:
+        return False
+    try:
+        ns = make_userns_fd((M,), (M,))
+        try:
+            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH, sc.MOUNT_ATTR_IDMAP, 0, 0, ns)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(ns)
+    finally:
+        os.close(tree)
+
+
 @attrs.define
 class Result:
     error: str | None

@@ -191,13 +191,22 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
                 console_sock.close()
                 raise RuntimeFailure(f"connect to console socket {console_socket}: {e.strerror}") from None
     preload(spec)
+    mount_fds = {}
+    if any(m.uid_mappings or m.gid_mappings or (m.options and ("idmap" in m.options or "ridmap" in m.options))
+           for m in spec.mounts or ()):
+        # Idmapped mounts are made here, in the initial user namespace: inside the
+        # container's, the kernel refuses to idmap a filesystem that namespace does not own.
+        from pyruntime.linux.rootfs import open_idmapped_mounts
+
+        mount_fds = open_idmapped_mounts(spec, bundle=bundle)
     join_fds = ns.open_join_fds(join)
     parent, child = Channel.pair()
     cfg = InitConfig(cid=cid, spec=spec, rootfs=rootfs, bundle=bundle, join_fds=join_fds,
                      new_ns_flags=new_flags, cgroup=cgroup, fifo_fd=fifo_fd,
                      console_sock=console_sock, preserve_fds=preserve_fds, no_pivot=no_pivot,
                      no_new_keyring=no_new_keyring, seccomp_filter=seccomp_filter,
-                     rootless=rootless, close_in_child=[parent.fileno()] + _lock_fds(cdir))
+                     rootless=rootless, close_in_child=[parent.fileno()] + _lock_fds(cdir),
+                     mount_fds=mount_fds)
     # The init is a grandchild; as a child subreaper we inherit it when stage-1 exits, so
     # `run` can wait for it. After we exit it is re-parented to our caller's subreaper
     # (conmon, containerd-shim), which is what those callers expect.
@@ -208,6 +217,8 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     undo.pids.append(pid)
     child.close()
     for _, fd in join_fds:
+        os.close(fd)
+    for fd in mount_fds.values():
         os.close(fd)
     if console_sock is not None:
         console_sock.close()

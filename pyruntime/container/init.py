@@ -59,6 +59,7 @@ class InitConfig:
         self.seccomp_filter = kw.get("seccomp_filter")
         self.rootless: bool = kw.get("rootless", False)
         self.close_in_child: list[int] = kw.get("close_in_child", [])
+        self.mount_fds: dict[int, int] = kw.get("mount_fds", {})
 
 
 def _die(chan: Channel, exc: BaseException) -> None:
@@ -158,7 +159,10 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
     in_userns = bool(flags & sc.CLONE_NEWUSER) or "user" in joined
     from pyruntime.linux import rootfs as rootfs_mod
 
-    rootfs_mod.prepare_rootfs(spec, cfg.rootfs, bundle=cfg.bundle, in_userns=in_userns)
+    rootfs_mod.prepare_rootfs(spec, cfg.rootfs, bundle=cfg.bundle, in_userns=in_userns,
+                              mount_fds=cfg.mount_fds)
+    for fd in cfg.mount_fds.values():
+        os.close(fd)
     if spec.hooks is not None and spec.hooks.create_container:
         from pyruntime.hooks import run_hooks
 

@@ -168,8 +168,12 @@ def prepare_rootfs(spec: Any, rootfs: str, *, bundle: str, in_userns: bool,
         proc = getattr(spec, "process", None)
         if proc is not None and getattr(proc, "terminal", False):
             devs.create_console(root_fd)
-        for e, fd_getter in ctx.deferred_rec:
-            _apply_rec_attrs(e, fd_getter)
+        while ctx.deferred_rec:
+            e, fd = ctx.deferred_rec.pop(0)
+            try:
+                _apply_rec_attrs(e, fd)
+            finally:
+                os.close(fd)
         cwd = getattr(proc, "cwd", None) if proc is not None else None
         if cwd:
             try:
@@ -177,6 +181,8 @@ def prepare_rootfs(spec: Any, rootfs: str, *, bundle: str, in_userns: bool,
             except OSError as err:
                 raise RuntimeFailure(f"create cwd {cwd}: {_err(err)}") from None
     finally:
+        for _, fd in ctx.deferred_rec:
+            os.close(fd)
         os.close(root_fd)
 
 
@@ -270,7 +276,7 @@ def _mount_entry(ctx: _Ctx, e: _Entry) -> None:
             if e.device != "mqueue":
                 _check_proc_mount(ctx, e.dest, e.source)
             with _ensure(ctx, e, is_dir=True) as r:
-                _mount_on(ctx, e, r, e.source, e.device, e.flags, e.data)
+                _finish(ctx, e, _mount_on(ctx, e, r, e.source, e.device, e.flags, e.data))
     except RuntimeFailure:
         raise
     except OSError as err:
@@ -573,7 +579,8 @@ def _idmapped_tree(spec: Any, e: _Entry) -> int:
             sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if e.opts.ridmap else 0),
                              sc.MOUNT_ATTR_IDMAP, 0, 0, userns)
         except OSError as err:
-            raise RuntimeFailure(f"{e.describe()}: set idmap: {_err(err)}") from None
+            hint = " (the filesystem does not support idmapped mounts)" if err.errno == errno.EINVAL else ""
+            raise RuntimeFailure(f"{e.describe()}: set idmap: {_err(err)}{hint}") from None
         finally:
             os.close(userns)
     except BaseException:
@@ -879,7 +886,8 @@ def _ms_move_root(rootfs: str) -> None:
 
 
 def _reopen_dev_null() -> None:
-    """runc reOpenDevNull: stdio fds that are the old /dev/null get the container's."""
+    """runc reOpenDevNull: stdio fds that are the old /dev/null get the container's
+    (best effort: on a nodev rootfs the container's cannot be opened)."""
     try:
         st_null = os.stat("/dev/null")
     except OSError:
@@ -893,8 +901,10 @@ def _reopen_dev_null() -> None:
             continue
         if stat_mod.S_ISCHR(st.st_mode) and st.st_rdev == st_null.st_rdev and \
                 (st.st_dev, st.st_ino) != (st_null.st_dev, st_null.st_ino):
-            flags = os.O_RDWR
-            nfd = os.open("/dev/null", flags)
+            try:
+                nfd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                return
             os.dup2(nfd, fd, inheritable=True)
             os.close(nfd)
 
