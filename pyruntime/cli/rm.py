@@ -1,14 +1,14 @@
 """pyruntime rm [--force] [--keep-changes] ID [ID...]: delete the container (a running one only
 with --force) and remove what `up` generated for it: the bundle with the overlay's upper and
 work dirs (<root>/.bundles/<id>). --keep-changes keeps that directory (the upper dir holds the
-container's changes) and says where it is. `rm` of an id whose state is gone (removed with
+container's changes) and prints the upper dir's path. `rm` of an id whose state is gone (removed with
 `delete`) still removes its leftover bundle."""
 
 import os
+import sys
 
 from pyruntime.cli._flags import Flag, parse
 from pyruntime.errors import NotFound, UsageError
-from pyruntime.log import log
 
 FLAGS = [Flag("force,f", help="kill and remove a running container"),
          Flag("keep-changes", help="keep the overlay's upper dir (and the generated bundle)"),
@@ -40,6 +40,6 @@ def rm(ctx, cid: str, *, force: bool, keep_changes: bool) -> None:
     if not os.path.isdir(bdir):
         return
     if keep_changes:
-        log.log("info", f"{cid}: kept its changes in {os.path.join(bdir, 'upper')}")
+        sys.stdout.write(os.path.join(bdir, "upper") + "\n")
         return
     bundle.remove(bdir)

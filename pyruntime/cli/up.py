@@ -64,6 +64,18 @@ def run(ctx, argv):
     return up.run()
 
 
+def _undo(*steps) -> None:
+    """Run every cleanup step; a failing one is reported and does not stop the others (the
+    original error is the one the user sees)."""
+    for step in steps:
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001
+            from pyruntime.log import warn
+
+            warn(f"cleanup: {e}")
+
+
 class Up:
     def __init__(self, ctx, opts, rootfs_arg: str, cmd: list[str]) -> None:
         import uuid
@@ -130,11 +142,9 @@ class Up:
                 console = proxy.child_socket
             created = self._create(lay, console)
         except BaseException:
-            if holder is not None:
-                holder.stop()
-            if mounted:
-                bundle.unmount_overlay(lay)
-            bundle.remove(lay.bundle)
+            _undo(lambda: holder.stop() if holder is not None else None,
+                  lambda: bundle.unmount_overlay(lay) if mounted else None,
+                  lambda: bundle.remove(lay.bundle))
             raise
         # The container's mount namespace has its own copy of the overlay now.
         if holder is not None:
@@ -147,11 +157,7 @@ class Up:
                 proxy.receive_master()
             release_init(cdir, record)
         except BaseException:
-            try:
-                destroy(record, cdir, "created")
-            finally:
-                cdir.close()
-                bundle.remove(lay.bundle)
+            _undo(lambda: destroy(record, cdir, "created"), cdir.close, lambda: bundle.remove(lay.bundle))
             raise
         cdir.close()
         if record.get("config", {}).get("hooks", {}).get("poststart"):
@@ -162,7 +168,8 @@ class Up:
         from pyruntime.cli.run import wait_foreground
 
         code = wait_foreground(record["pid"], proxy)
-        if not self.opts.keep:
+        if not self.opts.keep and os.path.exists(st.Store(self.ctx.root).path(self.cid)):
+            # (gone already: someone ran rm meanwhile, maybe --keep-changes; theirs to decide)
             from pyruntime.container.lifecycle import delete
 
             delete(self.ctx, self.cid, force=True)

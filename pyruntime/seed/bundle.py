@@ -93,8 +93,12 @@ def layers_of(record: dict) -> dict | None:
 def make(root: str, cid: str, lower: str) -> Layout:
     """Create the bundle directory (atomically: a second `up` of the same id fails here)."""
     lay = Layout(bundle_dir(root, cid), lower)
-    os.makedirs(root, mode=0o711, exist_ok=True)
-    os.makedirs(os.path.join(root, BUNDLES), mode=0o711, exist_ok=True)
+    try:
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        os.makedirs(os.path.join(root, BUNDLES), mode=0o711, exist_ok=True)
+    except OSError as e:
+        hint = " (set XDG_RUNTIME_DIR or pass --root)" if os.geteuid() != 0 else ""
+        raise RuntimeFailure(f"cannot create the state directory {root}: {e.strerror.lower()}{hint}") from None
     try:
         os.mkdir(lay.bundle, 0o711)
     except FileExistsError:

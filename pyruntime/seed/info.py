@@ -33,13 +33,16 @@ def namespaces(pid: int) -> dict:
     return out
 
 
-def cgroup_info(record: dict, live: bool) -> dict | None:
+def cgroup_info(record: dict) -> dict | None:
     from pyruntime.container.lifecycle import cgroup_of
 
     mgr = cgroup_of(record)
     if mgr is None:
         return None
     out: dict = {"version": mgr.version, "path": mgr.path, "paths": mgr.paths(), "exists": mgr.exists()}
+    if not out["paths"]:
+        out["note"] = "no cgroup: a rootless container cannot create cgroups here"
+        return out
     if not out["exists"]:
         return out
     try:
@@ -130,10 +133,10 @@ def inspect(record: dict, stat: str) -> dict:
         "cgroup": None,
         "config": config_summary(record.get("config") or {}),
     }
-    cg = cgroup_info(record, live)
-    if cg is not None:
-        out["pids"] = cg.pop("pids", [])
-        out["cgroup"] = cg
+    cg = cgroup_info(record)
+    out["cgroup"] = cg
+    if cg is not None and "pids" in cg:
+        out["pids"] = cg.pop("pids")
     elif pid:
         out["pids"] = _pids_in_pidns(pid)
     return out
