@@ -22,7 +22,7 @@ def set_frozen(ctx, cid: str, freeze: bool) -> None:
         if stat not in want:
             raise WrongState("container not running" if freeze else "container not paused")
         mgr = cgroup_of(record)
-        if mgr is None:
+        if mgr is None or not mgr.paths():
             raise RuntimeFailure("cannot pause or resume a container without cgroups (rootless on cgroup v1)")
         if freeze:
             mgr.freeze()

@@ -43,17 +43,25 @@ class Store:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
+        except PermissionError:
+            raise RuntimeFailure(f"open {self.root}: permission denied (use --root, or set XDG_RUNTIME_DIR)") from None
         return sorted(n for n in names if not n.startswith(".") and _ID_RE.match(n))
 
     def create(self, cid: str) -> "ContainerDir":
         """Make the container's directory (atomic) and return it locked."""
         validate_id(cid)
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+        except OSError as e:
+            raise RuntimeFailure(f"cannot create the state directory {self.root}: {e.strerror.lower()}"
+                                 " (use --root, or set XDG_RUNTIME_DIR)") from None
         path = self.path(cid)
         try:
             os.mkdir(path, 0o711)
         except FileExistsError:
             raise RuntimeFailure(f"container with id exists: {cid}") from None
+        except OSError as e:
+            raise RuntimeFailure(f"cannot create {path}: {e.strerror.lower()}") from None
         d = ContainerDir(cid, path)
         d.lock()
         return d

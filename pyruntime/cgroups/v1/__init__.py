@@ -95,6 +95,9 @@ class V1Manager(Manager):
                     cpuset.prepare(d, self._mounts["cpuset"])
             except fs.CgroupError as e:
                 if self.rootless and not os.path.isdir(d):
+                    from pyruntime.log import debug
+
+                    debug(f"rootless: skipping the {ctrl or 'unified'} cgroup ({e})")
                     del self._paths[ctrl]
                     continue
                 raise e
@@ -114,6 +117,9 @@ class V1Manager(Manager):
                 fs.write(d, "cgroup.procs", pid)
             except fs.WriteError as e:
                 if self.rootless and e.errno in _PERM:
+                    from pyruntime.log import debug
+
+                    debug(f"rootless: cannot join the {ctrl or 'unified'} cgroup {d}: {os.strerror(e.errno)}")
                     del self._paths[ctrl]
                     continue
                 raise RuntimeFailure(f"cannot join cgroup {d}: {os.strerror(e.errno)}") from None
