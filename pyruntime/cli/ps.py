@@ -26,7 +26,8 @@ def run(ctx, argv):
         raise RuntimeFailure("cannot list processes of a container without cgroups")
     pids = sorted(mgr.pids()) if stat != "stopped" else []
     if opts.format == "json":
-        sys.stdout.write(json.dumps(pids) + "\n")
+        # runc's bytes: Go's json.Encoder, no spaces ("[12,34]\n")
+        sys.stdout.write(json.dumps(pids, separators=(",", ":")) + "\n")
         return 0
     if opts.format != "table":
         raise UsageError(f"invalid format option {opts.format!r}")

@@ -1,7 +1,8 @@
 """pyruntime update [flags] ID  |  pyruntime update -r FILE|- ID
 
-Merges the new values over the container's current resources (as runc does), applies them to
-its cgroup, and records them in the container's saved config."""
+Writes to the cgroup only what the update names (as runc does: the files of the fields it does not
+name are left as they are), and records the new values merged over the container's current
+resources in its saved config."""
 
 import json
 import sys
@@ -92,6 +93,30 @@ def merge(base: dict, new: dict) -> dict:
     return out
 
 
+def to_apply(old: dict, new: dict, version: str) -> dict:
+    """What `update` writes to the cgroup: the update's own fields (runc writes only those; an
+    unnamed field is 0 = "leave alone" there), without device rules (update never changes them).
+    Re-writing the recorded fields could fail where the update itself is fine (cpu.shares is
+    refused once cpu.idle is 1; checkBeforeUpdate would re-check an unchanged memory limit).
+    Partners a value cannot be written without are taken from the recorded config:
+    cpu quota/period (runc: "leave the unset one at the old value"), and on cgroup v2 the memory
+    limit that memory.swap.max (swap - limit) is computed from."""
+    out = json.loads(json.dumps(new))
+    out.pop("devices", None)
+    cpu, old_cpu = out.get("cpu"), old.get("cpu") or {}
+    if isinstance(cpu, dict):
+        q, p = cpu.get("quota"), cpu.get("period")
+        if q and not p and old_cpu.get("period"):
+            cpu["period"] = old_cpu["period"]
+        elif p and not q and old_cpu.get("quota"):
+            cpu["quota"] = old_cpu["quota"]
+    mem, old_mem = out.get("memory"), old.get("memory") or {}
+    if version == "v2" and isinstance(mem, dict) and mem.get("swap") not in (None, 0, -1) \
+            and not mem.get("limit") and old_mem.get("limit"):
+        mem["limit"] = old_mem["limit"]
+    return out
+
+
 def run(ctx, argv):
     opts, rest = parse(FLAGS, argv, command="update")
     from pyruntime.cli.create import one_id
@@ -119,14 +144,18 @@ def run(ctx, argv):
         config = record["config"]
         linux = config.setdefault("linux", {})
         merged = merge(linux.get("resources") or {}, new)
-        # Device rules are not changed by update (runc keeps the container's).
+        # Device rules are not changed by update (runc keeps the container's): never record
+        # rules that were not applied.
         if "devices" in (linux.get("resources") or {}):
             merged["devices"] = linux["resources"]["devices"]
-        resources = load_resources(merged)
+        else:
+            merged.pop("devices", None)
+        load_resources(merged)  # the recorded whole must stay valid
         mgr = cgroup_of(record)
         if mgr is None:
             raise RuntimeFailure("cannot update resources of a container without cgroups")
-        mgr.set(resources, skip_devices=True)
+        mgr.set(load_resources(to_apply(linux.get("resources") or {}, new, mgr.version)),
+                skip_devices=True)
         linux["resources"] = merged
         cdir.write(record)
     return 0
