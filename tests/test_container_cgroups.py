@@ -224,11 +224,6 @@ def test_pids_limit_stops_forks(rt, no_leaks):
     assert cgroup_dirs_left(b) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (pyruntime/container/create.py + init.py): cgroup.set() writes pids.max before stage-1 "
-    "joins the cgroup and forks the init, so limits 0 and 1 make that fork fail (EAGAIN) and "
-    "create fails with a bare 'Resource temporarily unavailable'. runc applies limits at "
-    "procReady, after the init exists; spec 1.3: 0 is a real limit (pids.max 0)."))
 @pytest.mark.parametrize("limit", [0, 1])
 def test_pids_limit_0_and_1(rt, no_leaks, limit):
     """Spec 1.3: pids.limit 0 is a real value (the kernel: no fork at all; a task can still be

@@ -40,12 +40,30 @@ def _check_for_create(spec, bundle: str) -> str:
         raise ConfigError("config.json: /linux: linux is required on this platform")
     if not any(n.type == "mount" for n in spec.linux.namespaces or ()):
         raise ConfigError("config.json: /linux/namespaces: a mount namespace is required")
+    if spec.linux.net_devices and not _private_netns(spec.linux.namespaces):
+        # runc's wording; moving a device "into" the host's namespace would rename host devices
+        raise ConfigError("config.json: /linux/netDevices: unable to move network devices without "
+                          "a private network namespace")
     root = spec.root.path
     rootfs = root if os.path.isabs(root) else os.path.join(bundle, root)
     rootfs = os.path.realpath(rootfs)
     if not os.path.isdir(rootfs):
         raise ConfigError(f"config.json: /root/path: rootfs {rootfs!r} does not exist or is not a directory")
     return rootfs
+
+
+def _private_netns(namespaces) -> bool:
+    """A new network namespace, or one joined by path that is not our own."""
+    for n in namespaces or ():
+        if n.type != "network":
+            continue
+        if not n.path:
+            return True
+        try:
+            return os.stat(n.path).st_ino != os.stat("/proc/self/ns/net").st_ino
+        except OSError:
+            return True  # the join reports the bad path
+    return False
 
 
 def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
@@ -156,8 +174,6 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         record["freezer_state"] = freezer_state_file(cgroup)
         cdir.write(record)
         cgroup.create()
-        cgroup.set(linux.resources, linux_devices=linux.devices or ())
-        record["cgroup"] = cgroup.to_state()
 
     seccomp_filter = None
     if linux.seccomp is not None:
@@ -234,6 +250,12 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         undo.pids.remove(pid)
         record["pid"] = init_pid
         record["init_start_time"] = start_time(init_pid)
+        if cgroup is not None:
+            # Limits go on once the init is inside (runc's procReady order): a pids.max of 0
+            # or 1 must not stop the runtime's own forks, and the init's setup (mknod, mounts)
+            # runs under the final device rules.
+            cgroup.set(linux.resources, linux_devices=linux.devices or ())
+            record["cgroup"] = cgroup.to_state()
         cdir.write(record)
         if linux.net_devices:
             from pyruntime.linux.network import move_net_devices
@@ -245,7 +267,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         if spec.hooks is not None:
             run_hooks(spec.hooks.prestart, hook_state, kind="prestart")
             run_hooks(spec.hooks.create_runtime, hook_state, kind="createRuntime")
-        parent.send("go", state=hook_state)
+        parent.send("go")  # the init builds its hooks' state itself: annotations may not fit a datagram
         while True:
             msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":

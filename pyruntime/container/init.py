@@ -112,7 +112,13 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
         linux = cfg.spec.linux
         if flags & sc.CLONE_NEWTIME and linux is not None and linux.time_offsets:
             ns.write_time_offsets(linux.time_offsets)
-        pid = os.fork()
+        from pyruntime.container.seal import check_mappings
+
+        check_mappings()  # the init is born in the container's pid namespace (CVE-2019-5736)
+        try:
+            pid = os.fork()
+        except OSError as e:
+            raise RuntimeFailure(f"fork container init: {e.strerror.lower()}") from None
         if pid == 0:
             init(cfg, chan)  # never returns
             os._exit(1)
@@ -133,9 +139,15 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
     spec = cfg.spec
     proc = spec.process
     linux = spec.linux
-    # The parent runs prestart/createRuntime hooks, then says go (with the state for hooks).
-    msg, _ = chan.expect("go")
-    hook_state = msg["state"]
+    # The parent runs prestart/createRuntime hooks, then says go.
+    chan.expect("go")
+    # The state for the hooks run in the container namespace (createContainer, startContainer):
+    # built here, not sent, since annotations can exceed what one sync datagram carries.
+    from pyruntime.hooks import oci_state
+
+    hook_state = oci_state({"ociVersion": spec.oci_version, "id": cfg.cid, "bundle": cfg.bundle,
+                            "pid": os.getpid(), "annotations": dict(spec.annotations or {})},
+                           "creating")
     sc.set_pdeathsig(0)
     os.setsid()
     flags = cfg.new_ns_flags
@@ -166,6 +178,7 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
     if spec.hooks is not None and spec.hooks.create_container:
         from pyruntime.hooks import run_hooks
 
+        # In the container namespace: the pid as the container sees it (spec; runc: Getpid()).
         run_hooks(spec.hooks.create_container, hook_state, kind="createContainer")
     rootfs_mod.pivot_root(cfg.rootfs, no_pivot=cfg.no_pivot)
     if proc.terminal:
@@ -186,15 +199,19 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
     chan.send("ready")
     # After this point the parent may be gone: errors go to the container's stderr.
     try:
-        fd = os.open(f"/proc/self/fd/{cfg.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        fifo = f"/proc/self/fd/{cfg.fifo_fd}"
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise RuntimeFailure(f"open exec fifo {fifo}: {(e.strerror or str(e)).lower()}") from None
         os.write(fd, b"0")
         os.close(fd)
         if spec.hooks is not None and spec.hooks.start_container:
             from pyruntime.hooks import run_hooks
 
-            hook_state = dict(hook_state, pid=os.getpid(), status="created")
+            hook_state = dict(hook_state, status="created")
             run_hooks(spec.hooks.start_container, hook_state, kind="startContainer")
-        exec_process(proc, exe, env)
+        exec_process(proc, exe, env, init=True)
     except BaseException as e:  # noqa: BLE001
         text = str(e) if isinstance(e, RuntimeFailure) else f"exec {proc.args[0]}: {e}"
         try:
@@ -208,13 +225,15 @@ def prepare_process(proc, linux, chan: Channel, *, seccomp_filter, preserve_fds:
                     in_userns: bool, init: bool) -> tuple[str, dict]:
     """The common tail of the init and of an exec'd process, up to just before `ready`:
     LSM, cwd, process attributes, executable lookup, fds, privileges, seccomp."""
+    from pyruntime.container.seal import check_mappings
+
+    check_mappings()  # nothing mapped from a writable host mount since the fork (CVE-2019-5736)
     _check_lsm(proc)
     _chdir(proc.cwd)
     _setup_process(proc, linux, init=init)
     from pyruntime.linux.process import build_env, look_path
 
     env = build_env(proc.env, proc.user.uid)
-    exe = look_path(proc.args[0], env)
     # Every fd above the preserved ones closes at exec (the sync socket and the fifo included).
     # Done before seccomp, so a profile denying close_range cannot stop the container.
     sc.close_range(3 + preserve_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
@@ -224,13 +243,18 @@ def prepare_process(proc, linux, chan: Channel, *, seccomp_filter, preserve_fds:
     if seccomp_filter is not None and not nnp:
         _load_seccomp(seccomp_filter, chan)
     _drop_privileges(proc, in_userns=in_userns)
+    # As the container's user (runc: LookPath after finalizeNamespace), so a binary the user
+    # cannot reach or execute fails here, with runc's message, not at execve after `start`.
+    exe = look_path(proc.args[0], env)
     if seccomp_filter is not None and nnp:
         _load_seccomp(seccomp_filter, chan)
     return exe, env
 
 
-def exec_process(proc, exe: str, env: dict) -> None:
-    if proc.exec_cpu_affinity is not None and proc.exec_cpu_affinity.final:
+def exec_process(proc, exe: str, env: dict, *, init: bool = False) -> None:
+    # execCPUAffinity is "not applicable to the container's init process" (spec); for an
+    # exec'd process `initial` was set before it joined the cgroup (container.exec._e1).
+    if not init and proc.exec_cpu_affinity is not None and proc.exec_cpu_affinity.final:
         from pyruntime.linux.process import set_affinity
 
         set_affinity(proc.exec_cpu_affinity.final)
@@ -307,8 +331,6 @@ def _setup_process(proc, linux, *, init: bool) -> None:
     p.set_io_priority(proc.io_priority)
     if linux is not None:
         p.set_personality(linux.personality)
-    if proc.exec_cpu_affinity is not None:
-        p.set_affinity(proc.exec_cpu_affinity.initial)
 
 
 def _setgroups_allowed() -> bool:
