@@ -30,5 +30,6 @@ echo "pyruntime" > "$tmp/etc/hostname"
 chown 1000:1000 "$tmp/home/user"
 touch "$tmp/.pyruntime-rootfs"
 rm -rf "$dest"
+chmod 755 "$tmp"  # mktemp -d makes it 0700: no non-root container user could enter /
 mv "$tmp" "$dest"
 trap - EXIT

@@ -1,5 +1,6 @@
 """Lifecycle (issue 3): create/start/state/kill/delete, pid files, pid reuse, run exit codes,
---detach/--keep, serialisation of concurrent commands, and the runtime-tools contract."""
+--detach/--keep, serialisation of concurrent commands, the runtime-tools contract,
+--preserve-fds, --no-pivot, session keyrings."""
 
 from __future__ import annotations
 
@@ -10,34 +11,18 @@ import subprocess
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from test_lifecycle_util import (alive as _alive, bundle, cmdline as _cmdline, create, no_pidns,
+                                 run_detached, wait_until as _wait_until)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 SLEEP = ["sleep", "1000"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
-def _wait_until(cond, timeout: float = 5.0, step: float = 0.02) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
-
-
-def _cmdline(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return [a.decode() for a in f.read().split(b"\0") if a]
 
 
 def test_create_start_kill_delete_states(rt, no_leaks):
@@ -45,7 +30,7 @@ def test_create_start_kill_delete_states(rt, no_leaks):
     cid = rt.new_id()
     b = rt.bundle(SLEEP)
     pidfile = os.path.join(rt.tmp, "init.pid")
-    r = rt.run("create", "--bundle", b, "--pid-file", pidfile, cid)
+    r = create(rt, b, cid, "--pid-file", pidfile, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == ""
     st = rt.state(cid)
@@ -101,26 +86,32 @@ def test_create_start_kill_delete_states(rt, no_leaks):
 def test_state_after_process_exits(rt, no_leaks):
     cid = rt.new_id()
     b = rt.bundle(["true"])
-    rt.run("create", "--bundle", b, cid, check=True)
+    create(rt, b, cid)
     pid = rt.state(cid)["pid"]
     rt.run("start", cid, check=True)
     assert _wait_until(lambda: rt.state(cid)["status"] == "stopped")
     assert not _alive(pid)
-    # a stopped container can be killed with --all? runc: no error only with --all on cgroup
+    assert rt.state(cid)["pid"] == 0
+    # runc 1.1: kill of a stopped container fails, kill --all of one succeeds (nothing to do)
+    r = rt.run("kill", cid, "KILL")
+    assert r.returncode != 0 and "container not running" in r.stderr
+    assert rt.run("kill", "--all", cid, "KILL").returncode == 0
     rt.run("delete", cid, check=True)
 
 
 def test_delete_force_kills_created_and_running(rt, no_leaks):
     created, running = rt.new_id(), rt.new_id()
-    rt.run("create", "--bundle", rt.bundle(SLEEP), created, check=True)
-    rt.run("run", "--detach", "--bundle", rt.bundle(SLEEP), running, check=True)
+    create(rt, rt.bundle(SLEEP), created)
+    run_detached(rt, rt.bundle(SLEEP), running)
     pids = [rt.state(created)["pid"], rt.state(running)["pid"]]
     assert all(_alive(p) for p in pids)
+    # runc deletes a created container without --force (it kills the waiting init)
     r = rt.run("delete", created)
-    assert r.returncode != 0 and "created" in r.stderr
-    for cid in (created, running):
-        r = rt.run("delete", "--force", cid)
-        assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr
+    r = rt.run("delete", running)
+    assert r.returncode != 0 and "running" in r.stderr
+    r = rt.run("delete", "--force", running)
+    assert r.returncode == 0, r.stderr
     assert not any(_alive(p) for p in pids)
     for cid in (created, running):
         assert rt.run("state", cid).returncode != 0
@@ -135,7 +126,7 @@ def test_kill_signal_forms(rt, no_leaks):
               "while :; do sleep 0.05; done")
     cid = rt.new_id()
     b = rt.bundle(["sh", "-c", script])
-    rt.run("run", "--detach", "--bundle", b, cid, check=True)
+    run_detached(rt, b, cid)
     log = os.path.join(b, "rootfs", "tmp", "log")
     assert _wait_until(lambda: os.path.exists(os.path.join(b, "rootfs", "tmp", "ready")))
 
@@ -153,7 +144,8 @@ def test_kill_signal_forms(rt, no_leaks):
     assert rt.run("kill", cid, str(signal.SIGTERM.value)).returncode == 0
     assert _wait_until(lambda: len(lines()) == 4)
     assert sorted(lines()) == sorted(["got-TERM", "got-USR1", "got-HUP", "got-TERM"])
-    for bad in ("NOPE", "0", "65", "-1"):
+    assert rt.run("kill", cid, "0").returncode == 0  # runc: signal 0 checks the init exists
+    for bad in ("NOPE", "65", "-1", "RTMIN+99"):
         r = rt.run("kill", cid, bad)
         assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, (bad, r.stderr)
     assert rt.state(cid)["status"] == "running"
@@ -164,7 +156,7 @@ def test_kill_signal_forms(rt, no_leaks):
 
     for form in ("KILL", "SIGKILL", "kill"):
         cid = rt.new_id()
-        rt.run("run", "--detach", "--bundle", rt.bundle(SLEEP), cid, check=True)
+        run_detached(rt, rt.bundle(SLEEP), cid)
         r = rt.run("kill", cid, form)
         assert r.returncode == 0, (form, r.stderr)
         assert _wait_until(lambda: rt.state(cid)["status"] == "stopped"), form
@@ -174,10 +166,8 @@ def test_kill_signal_forms(rt, no_leaks):
 def test_kill_all_kills_every_process(rt, no_leaks):
     cid = rt.new_id()
     # No pid namespace: --all must still reach every process of the cgroup.
-    def edit(cfg):
-        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
-    b = rt.bundle(["sh", "-c", "sleep 1000 & sleep 1000 & echo started > /tmp/ok; wait"], edit=edit)
-    rt.run("run", "--detach", "--bundle", b, cid, check=True)
+    b = rt.bundle(["sh", "-c", "sleep 1000 & sleep 1000 & echo started > /tmp/ok; wait"], edit=no_pidns)
+    run_detached(rt, b, cid)
     assert _wait_until(lambda: os.path.exists(os.path.join(b, "rootfs", "tmp", "ok")))
     r = rt.run("ps", "--format", "json", cid)
     pids = json.loads(r.stdout) if r.returncode == 0 else []
@@ -186,7 +176,7 @@ def test_kill_all_kills_every_process(rt, no_leaks):
     assert r.returncode == 0, r.stderr
     assert _wait_until(lambda: not any(_alive(p) for p in pids))
     assert _wait_until(lambda: rt.state(cid)["status"] == "stopped")
-    # --all on a stopped container: runc accepts it (nothing to signal)
+    # --all on a stopped container: runc 1.1 accepts it (nothing to signal)
     r = rt.run("kill", "--all", cid, "KILL")
     assert r.returncode == 0, r.stderr
     rt.run("delete", cid, check=True)
@@ -229,8 +219,6 @@ def test_run_exit_codes(rt, no_leaks):
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
     # Killed by a signal: 128+N. Without a pid namespace the shell is not an init and dies.
-    def no_pidns(cfg):
-        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
     r = rt.run("run", "--bundle", rt.bundle(["sh", "-c", "kill -USR1 $$; sleep 5"], edit=no_pidns),
                rt.new_id())
     assert r.returncode == 128 + signal.SIGUSR1
@@ -263,7 +251,7 @@ def test_run_detach_and_keep(rt, no_leaks):
     cid = rt.new_id()
     pidfile = os.path.join(rt.tmp, "d.pid")
     t0 = time.monotonic()
-    r = rt.run("run", "--detach", "--pid-file", pidfile, "--bundle", rt.bundle(SLEEP), cid)
+    r = run_detached(rt, rt.bundle(SLEEP), cid, "--pid-file", pidfile, check=False)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stderr
     assert time.monotonic() - t0 < 5
     st = rt.state(cid)
@@ -281,43 +269,34 @@ def test_run_detach_and_keep(rt, no_leaks):
 
 
 def test_concurrent_commands_serialise(rt, no_leaks):
-    """Racing creates on one id: exactly one wins; racing deletes: one removes it, and the
-    others fail cleanly (no traceback) or succeed as no-ops with --force."""
+    """Racing creates on one id: exactly one wins; racing deletes/kill/state: one removes it,
+    the others fail cleanly (one line, no traceback) or succeed as no-ops (--force)."""
     cid = rt.new_id()
     bundles = [rt.bundle(SLEEP) for _ in range(4)]
-    procs = [subprocess.Popen(rt.cmd + ["--root", rt.root, "create", "--bundle", b, cid],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for b in bundles]
-    res = [(p.wait(30), p.stderr.read()) for p in procs]
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
-    ok = [r for r in res if r[0] == 0]
-    bad = [r for r in res if r[0] != 0]
-    assert len(ok) == 1, res
-    for _rc, err in bad:
-        assert "container with id exists" in err and len(err.strip().splitlines()) == 1, err
+    with ThreadPoolExecutor(4) as ex:
+        res = list(ex.map(lambda b: create(rt, b, cid, check=False), bundles))
+    ok = [r for r in res if r.returncode == 0]
+    bad = [r for r in res if r.returncode != 0]
+    assert len(ok) == 1, [r.stderr for r in res]
+    for r in bad:
+        assert "container with id exists" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert rt.state(cid)["status"] == "created"
 
-    procs = [subprocess.Popen(rt.cmd + ["--root", rt.root, *args, cid],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for args in (["delete", "--force"], ["delete", "--force"], ["kill"], ["state"],
-                          ["delete", "--force"])]
-    res = [(p.wait(30), p.stderr.read()) for p in procs]
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
-    for rc, err in res:
-        assert "Traceback" not in err and "internal error" not in err, err
-        assert rc == 0 or ("does not exist" in err or "not running" in err), err
-    assert [rc for rc, _ in res[:2] + res[4:]] == [0, 0, 0]
+    cmds = (["delete", "--force"], ["delete", "--force"], ["kill"], ["state"], ["delete", "--force"])
+    with ThreadPoolExecutor(len(cmds)) as ex:
+        res = list(ex.map(lambda a: rt.run(*a, cid), cmds))
+    for r in res:
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+        assert r.returncode == 0 or ("does not exist" in r.stderr or "not running" in r.stderr), r.stderr
+    assert [r.returncode for r in res[:2] + res[4:]] == [0, 0, 0]
     assert rt.run("state", cid).returncode != 0
 
 
 def test_start_waits_for_lock_and_sees_one_start(rt, no_leaks):
     """Two `start`s at once: exactly one starts the container."""
     cid = rt.new_id()
-    rt.run("create", "--bundle", rt.bundle(SLEEP), cid, check=True)
+    create(rt, rt.bundle(SLEEP), cid)
     out = []
 
     def go():
@@ -368,3 +347,138 @@ def test_runtime_tools_contract(rt, base_rootfs, tmp_path):
     finally:
         subprocess.run(rt.cmd + ["delete", "--force", cid], capture_output=True)
     assert not os.path.exists(f"/run/pyruntime/{cid}")
+
+
+def test_run_preserve_fds(rt, no_leaks):
+    """--preserve-fds N: fds 3..3+N-1 of the caller reach the container; nothing else does."""
+    b = bundle(rt, ["sh", "-c", "ls /proc/$$/fd; cat <&3; cat <&4; true"])
+    leak = os.open("/etc/hostname", os.O_RDONLY)
+    os.set_inheritable(leak, True)
+    try:
+        cmd = " ".join(rt.cmd) + f" --root {rt.root} run --preserve-fds 2 --bundle {b} {rt.new_id()}" + \
+            " 3</etc/hostname 4</etc/os-release"
+        r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, pass_fds=(leak,), timeout=30)
+    finally:
+        os.close(leak)
+    assert r.returncode == 0, r.stderr
+    with open("/etc/hostname") as f, open("/etc/os-release") as g:
+        assert r.stdout == "0\n1\n2\n3\n4\n" + f.read() + g.read()
+
+
+def test_run_no_pivot(rt, no_leaks):
+    b = bundle(rt, ["sh", "-c", "cat /etc/hostname; ls /; grep -c . /proc/self/mountinfo; "
+                                "ls /work 2>&1 | head -1"])
+    r = rt.run("run", "--no-pivot", "--bundle", b, rt.new_id())
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "pyruntime"  # the rootfs' /etc/hostname
+    assert "bin" in lines and "work" not in lines
+    r2 = rt.run("run", "--bundle", bundle(rt, ["cat", "/etc/hostname"]), rt.new_id())
+    assert r2.stdout == "pyruntime\n"
+
+
+KEYCTL, ADD_KEY = 250, 248
+KEY_SPEC_SESSION_KEYRING = -3
+
+
+def _in_private_session_keyring():
+    """preexec_fn: a new session keyring holding a possessor-only key (so it is visible in
+    /proc/keys only to a process that possesses our session keyring)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ses = libc.syscall(KEYCTL, 1, b"pyrt-test-session")  # KEYCTL_JOIN_SESSION_KEYRING
+    key = libc.syscall(ADD_KEY, b"user", b"pyrt-secret-key", b"x", 1, KEY_SPEC_SESSION_KEYRING)
+    if ses < 0 or key < 0:
+        os._exit(99)
+    libc.syscall(KEYCTL, 5, ctypes.c_long(key), ctypes.c_uint(0x3F000000))  # KEYCTL_SETPERM
+    libc.syscall(KEYCTL, 5, ctypes.c_long(ses), ctypes.c_uint(0x3F000000))
+
+
+def test_session_keyring(rt, no_leaks):
+    """Each container gets its own session keyring _ses.<id> (UID-searchable, as runc makes
+    it), exec'd processes join it, and neither sees the caller's session keyring; with
+    --no-new-keyring the init keeps the caller's."""
+    def unmask(cfg):
+        cfg["linux"]["maskedPaths"] = [p for p in cfg["linux"]["maskedPaths"] if p != "/proc/keys"]
+
+    def keys(out):
+        return {ln.split()[-2].rstrip(":"): ln.split()[4] for ln in out.splitlines() if ln.strip()}
+
+    def run(*args, **kw):
+        return subprocess.run(rt.cmd + ["--root", rt.root, *args], capture_output=True, text=True,
+                              timeout=30, preexec_fn=_in_private_session_keyring, **kw)
+
+    cid = rt.new_id()
+    r = run("run", "--bundle", bundle(rt, ["cat", "/proc/keys"], edit=unmask), cid)
+    assert r.returncode == 0, r.stderr
+    k = keys(r.stdout)
+    assert f"_ses.{cid}" in k and "pyrt-secret-key" not in k and "pyrt-test-session" not in k
+    assert k[f"_ses.{cid}"] == "3f1b0000"  # runc: possessor all + UID view/read/search/link
+
+    cid = rt.new_id()
+    r = run("run", "--no-new-keyring", "--bundle", bundle(rt, ["cat", "/proc/keys"], edit=unmask), cid)
+    assert r.returncode == 0, r.stderr
+    k = keys(r.stdout)
+    assert "pyrt-secret-key" in k and f"_ses.{cid}" not in k, r.stdout
+
+    cid = rt.new_id()
+    with open(os.devnull, "w") as devnull:
+        r = subprocess.run(rt.cmd + ["--root", rt.root, "run", "-d", "--bundle",
+                                     bundle(rt, ["sleep", "1000"], edit=unmask), cid],
+                           stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL, timeout=30)
+    assert r.returncode == 0
+    r = run("exec", cid, "cat", "/proc/keys")
+    assert r.returncode == 0, r.stderr
+    k = keys(r.stdout)
+    assert f"_ses.{cid}" in k and "pyrt-secret-key" not in k, r.stdout
+    rt.run("delete", "--force", cid, check=True)
+
+
+def test_kill_created_container(rt, no_leaks):
+    cid = rt.new_id()
+    create(rt, bundle(rt, SLEEP), cid)
+    pid = rt.state(cid)["pid"]
+    assert rt.run("kill", cid, "KILL").returncode == 0
+    assert _wait_until(lambda: rt.state(cid)["status"] == "stopped")
+    assert not _alive(pid)
+    r = rt.run("start", cid)
+    assert r.returncode != 0 and "stopped" in r.stderr
+    rt.run("delete", cid, check=True)
+
+
+def test_create_killed_midway_leaves_a_stopped_container(rt, no_leaks):
+    """The `create` process dies (SIGKILL) while a createRuntime hook runs: the record says
+    creating, its creator is gone, so the container is stopped; delete cleans up everything."""
+    gate = os.path.join(rt.tmp, "hook-started")
+    marker = f"30.{uuid.uuid4().int % 10**6:06d}"  # a sleep we can tell apart from any other
+
+    def edit(cfg):
+        cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"touch {gate}; exec sleep {marker}"]}]}
+    cid = rt.new_id()
+    with open(os.devnull, "w") as devnull:
+        p = subprocess.Popen(rt.cmd + ["--root", rt.root, "create", "--bundle", bundle(rt, SLEEP, edit=edit), cid],
+                             stdout=devnull, stderr=devnull, stdin=subprocess.DEVNULL)
+    try:
+        assert _wait_until(lambda: os.path.exists(gate), 10)
+        assert rt.state(cid)["status"] == "creating"
+        r = rt.run("list", "--format", "json")
+        assert [c["status"] for c in json.loads(r.stdout) if c["id"] == cid] == ["creating"]
+        p.kill()
+        p.wait(10)
+        assert _wait_until(lambda: rt.state(cid)["status"] == "stopped", 10)
+        r = rt.run("start", cid)
+        assert r.returncode != 0 and "stopped" in r.stderr
+        r = rt.run("delete", cid)
+        assert r.returncode == 0, r.stderr
+        assert rt.run("state", cid).returncode != 0
+    finally:
+        # the hook's own process (a host process the killed create left behind)
+        for pid in [int(x) for x in os.listdir("/proc") if x.isdigit()]:
+            if _cmdline(pid) == ["sleep", marker]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

@@ -45,6 +45,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("monitor", "syscall monitor: an agent receiving seccomp notify fds"),
 }
 
+# The commands whose processes enter a container's pid namespace running this interpreter.
+SEALED_COMMANDS = ("create", "run", "exec", "up")
+
 GLOBAL_FLAGS = [
     Flag("debug", help="enable debug logging"),
     Flag("log", "str", "", help="set the log file to write pyruntime logs to (default is '/dev/stderr')"),
@@ -101,6 +104,7 @@ def help_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_cli = argv is None
     argv = sys.argv[1:] if argv is None else argv
     try:
         opts, rest = parse(GLOBAL_FLAGS, argv)
@@ -130,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeFailure("systemd cgroup driver requested, but systemd is not running on this host")
         ctx = Context(opts)
         ctx.command = cmd
+        if cmd in SEALED_COMMANDS and from_cli:
+            # Before anything else: re-executes this command (CVE-2019-5736, container/seal.py).
+            from pyruntime.container.seal import seal
+
+            seal()
         import importlib
 
         mod = importlib.import_module(f"pyruntime.cli.{entry[0]}")

@@ -27,13 +27,14 @@ FLAGS = [
     Flag("help,h"),
 ]
 
-_USER_RE = re.compile(r"^(\d{1,10})(?::(\d{1,10}))?$")
+# fullmatch with ASCII digits: `$` would accept a trailing newline, `\d` non-ASCII digits
+_USER_RE = re.compile(r"([0-9]{1,10})(?::([0-9]{1,10}))?")
 _MAXID = 2**32 - 2
 
 
 def parse_user(text: str) -> tuple[int, int | None]:
     """Strictly `uid[:gid]`, decimal, in range (no names, signs, spaces or trailing junk)."""
-    m = _USER_RE.match(text)
+    m = _USER_RE.fullmatch(text)
     if not m:
         raise UsageError(f"invalid --user {text!r}: must be <uid>[:<gid>] with numeric ids")
     uid = int(m.group(1))
@@ -103,10 +104,13 @@ def _process_from_flags(base: dict, args: list[str], opts) -> dict:
         if gid is not None:
             p["user"]["gid"] = gid
     if opts.additional_gids:
-        try:
-            p.setdefault("user", {})["additionalGids"] = [int(g) for g in opts.additional_gids]
-        except ValueError:
-            raise UsageError(f"invalid additional-gids {opts.additional_gids}") from None
+        gids = []
+        for g in opts.additional_gids:
+            # as strict as --user (Python's int() would take " 2", "+2" or "2_0")
+            if not re.fullmatch(r"[0-9]{1,10}", g) or int(g) > _MAXID:
+                raise UsageError(f"invalid --additional-gids {g!r}: must be a numeric gid")
+            gids.append(int(g))
+        p.setdefault("user", {})["additionalGids"] = gids
     if opts.cap:
         caps = p.setdefault("capabilities", {})
         # Only bounding, effective and permitted: never inheritable/ambient (CVE-2022-29162).

@@ -39,13 +39,13 @@ def run(ctx, argv):
         if proxy is not None:
             proxy.receive_master()
         release_init(cdir, record)
+        if record.get("config", {}).get("hooks", {}).get("poststart"):
+            _poststart(record)  # a failure destroys the container (spec lifecycle step 9)
     except BaseException:
         destroy(record, cdir, "created")
         cdir.close()
         raise
     cdir.close()
-    if record.get("config", {}).get("hooks", {}).get("poststart"):
-        _poststart(record)
     if opts.detach:
         return 0
     code = wait_foreground(record["pid"], proxy)

@@ -98,6 +98,7 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
         "config_digest": loaded.digest,
         "config": loaded.raw,
         "rootless": ctx.rootless,
+        "no_new_keyring": no_new_keyring,  # exec'd processes join _ses.<id> unless set
     }
     undo = _Undo(cdir)
     try:
@@ -178,8 +179,6 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     seccomp_filter = None
     if linux.seccomp is not None:
         from pyruntime.linux import seccomp
-
-        seccomp.CACHE_DIR = os.path.join(ctx.root, ".seccomp-cache") if os.geteuid() == 0 else None
         seccomp_filter = seccomp.compile_filter(linux.seccomp)
 
     # 0622 without the umask (as runc), owned by the container's root: the init opens it for

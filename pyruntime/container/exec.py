@@ -15,6 +15,7 @@ import os
 import signal
 
 from pyruntime.container.status import PAUSED, RUNNING, CREATED
+from pyruntime.container.seal import check_mappings
 from pyruntime.errors import RuntimeFailure, WrongState
 from pyruntime.linux import syscalls as sc
 
@@ -45,8 +46,6 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         seccomp_filter = None
         if linux.seccomp is not None:
             from pyruntime.linux import seccomp
-
-            seccomp.CACHE_DIR = os.path.join(ctx.root, ".seccomp-cache") if os.geteuid() == 0 else None
             seccomp_filter = seccomp.compile_filter(linux.seccomp)
         console_sock = None
         if proc.terminal:
@@ -71,8 +70,9 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         pid = os.fork()
         if pid == 0:
             try:
+                keyring = None if record.get("no_new_keyring") else cid
                 _e1(child, parent, lock_fd, mgr, join_fds, proc, linux, console_sock,
-                    seccomp_filter, preserve_fds, "user" in join)
+                    seccomp_filter, preserve_fds, "user" in join, keyring)
             finally:
                 os._exit(1)
         child.close()
@@ -120,8 +120,8 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
 
 
 def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_filter,
-        preserve_fds, in_userns) -> None:
-    from pyruntime.container.init import _die, exec_process, prepare_process
+        preserve_fds, in_userns, keyring) -> None:
+    from pyruntime.container.init import _die, exec_process, join_container_keyring, prepare_process
 
     try:
         other.close()
@@ -129,6 +129,11 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_
             os.close(lock_fd)
         sc.set_dumpable(False)  # before joining: nothing inside may ptrace or open /proc/<us>
         sc.set_pdeathsig(signal.SIGKILL)
+        if proc.exec_cpu_affinity is not None and proc.exec_cpu_affinity.initial:
+            # Before the cgroup transition (spec); `final` is set just before execve.
+            from pyruntime.linux.process import set_affinity
+
+            set_affinity(proc.exec_cpu_affinity.initial)
         if mgr is not None:
             mgr.apply(os.getpid())
         from pyruntime.linux import namespaces as ns
@@ -137,6 +142,7 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_
         if in_userns:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        check_mappings()  # the child is born in the container's pid namespace (CVE-2019-5736)
         epid = os.fork()
         if epid:
             chan.send("pid", pid=epid)
@@ -147,6 +153,9 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_
         chan.expect("go")
         sc.set_pdeathsig(0)
         os.setsid()
+        if keyring is not None:
+            # runc's setns init: never keep the caller's session keyring in the container
+            join_container_keyring(keyring, in_userns=in_userns, init=False)
         if proc.terminal:
             from pyruntime.linux import console
 

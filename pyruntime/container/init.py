@@ -17,6 +17,7 @@ import socket
 import sys
 
 from pyruntime.container.sync import Channel
+from pyruntime.container.seal import check_mappings
 from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import syscalls as sc
 
@@ -112,8 +113,6 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
         linux = cfg.spec.linux
         if flags & sc.CLONE_NEWTIME and linux is not None and linux.time_offsets:
             ns.write_time_offsets(linux.time_offsets)
-        from pyruntime.container.seal import check_mappings
-
         check_mappings()  # the init is born in the container's pid namespace (CVE-2019-5736)
         try:
             pid = os.fork()
@@ -161,13 +160,8 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
 
         loopback_up()
     if not cfg.no_new_keyring:
-        try:
-            sc.join_session_keyring(f"_ses.{cfg.cid}")
-        except OSError as e:
-            import errno
-
-            if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EDQUOT, errno.EACCES):
-                raise RuntimeFailure(f"join session keyring: {e.strerror}") from None
+        join_container_keyring(cfg.cid, in_userns=bool(flags & sc.CLONE_NEWUSER) or "user" in joined,
+                               init=True)
     in_userns = bool(flags & sc.CLONE_NEWUSER) or "user" in joined
     from pyruntime.linux import rootfs as rootfs_mod
 
@@ -221,12 +215,37 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
         os._exit(127 if isinstance(e, FileNotFoundError) else 1)
 
 
+# The session keyring a new keyring gets (KEY_POS_ALL | KEY_USR_VIEW | KEY_USR_READ |
+# KEY_USR_LINK), plus what runc adds: search by the owner's UID, or by "other" in a user
+# namespace, so exec'd processes can join it by name.
+_KEYRING_PERM = 0x3F130000
+_KEY_USR_SEARCH, _KEY_OTH_SEARCH = 0x080000, 0x000008
+
+
+def join_container_keyring(cid: str, *, in_userns: bool, init: bool) -> None:
+    """Join (the init: create) the session keyring _ses.<id>, so the container never holds
+    the caller's session keyring. Where keyrings are unavailable (ENOSYS, or refused), go on
+    without, as runc does."""
+    import errno
+
+    try:
+        sc.join_session_keyring(f"_ses.{cid}")
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EDQUOT, errno.EACCES):
+            raise RuntimeFailure(f"join session keyring: {e.strerror}") from None
+        return
+    if init:
+        perm = _KEYRING_PERM | (_KEY_OTH_SEARCH if in_userns else _KEY_USR_SEARCH)
+        try:
+            sc.keyring_setperm(sc.KEY_SPEC_SESSION_KEYRING, perm)
+        except OSError as e:
+            raise RuntimeFailure(f"unable to mod keyring permissions: {e.strerror}") from None
+
+
 def prepare_process(proc, linux, chan: Channel, *, seccomp_filter, preserve_fds: int,
                     in_userns: bool, init: bool) -> tuple[str, dict]:
     """The common tail of the init and of an exec'd process, up to just before `ready`:
     LSM, cwd, process attributes, executable lookup, fds, privileges, seccomp."""
-    from pyruntime.container.seal import check_mappings
-
     check_mappings()  # nothing mapped from a writable host mount since the fork (CVE-2019-5736)
     _check_lsm(proc)
     _chdir(proc.cwd)

@@ -56,7 +56,11 @@ def start(ctx, cid: str) -> None:
                              else f"cannot start a container in the {stat} state")
         release_init(cdir, record)
         if record.get("config", {}).get("hooks", {}).get("poststart"):
-            _poststart(record)
+            try:
+                _poststart(record)
+            except RuntimeFailure:
+                destroy(record, cdir, RUNNING)
+                raise
 
 
 def release_init(cdir: st.ContainerDir, record: dict) -> None:
@@ -102,11 +106,13 @@ def _now() -> str:
 
 
 def _poststart(record: dict) -> None:
+    """Run the poststart hooks; a failure raises. The spec (runtime.md lifecycle step 9): "If
+    any poststart hook fails, the runtime MUST generate an error, stop the container, and
+    continue the lifecycle at step 12" (destroy) -- what runc 1.1 and crun do; callers destroy."""
     from pyruntime.hooks import oci_state, run_hooks
 
     spec = config_spec(record)
-    # Spec 1.3: a failing poststart hook is logged as a warning; the container keeps running.
-    run_hooks(spec.hooks.poststart, oci_state(record, RUNNING), kind="poststart", warn_only=True)
+    run_hooks(spec.hooks.poststart, oci_state(record, RUNNING), kind="poststart")
 
 
 SIGKILL = 9
@@ -190,9 +196,13 @@ def delete(ctx, cid: str, *, force: bool = False) -> None:
     try:
         cdir, record, stat = load(ctx, cid)
     except RuntimeFailure as e:
-        if force and "does not exist" in str(e):
+        if not (force and "does not exist" in str(e)):
+            raise
+        # A directory without state.json: a create or delete killed half-way. Once its lock
+        # is free (no live command holds it), nothing else will ever remove it.
+        if not st.Store(ctx.root).remove_orphan(cid):
             return
-        raise
+        cdir, record, stat = load(ctx, cid)  # created meanwhile: delete it as asked
     with cdir:
         if stat in (RUNNING, PAUSED) and not force:
             raise WrongState(f"cannot delete container {cid} that is not stopped: {stat}")

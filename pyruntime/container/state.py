@@ -66,6 +66,26 @@ class Store:
         d.lock()
         return d
 
+    def remove_orphan(self, cid: str) -> bool:
+        """Remove the directory of `cid` if it has no state.json once its lock is taken (a
+        command killed between mkdir and its first write, or half-way through a delete).
+        True if a state.json is there after all (a create finished meanwhile)."""
+        validate_id(cid)
+        d = ContainerDir(cid, self.path(cid))
+        try:
+            d.lock()
+        except NotFound:
+            return False
+        try:
+            if os.fstat(d._fd).st_nlink == 0:
+                return False
+            if os.path.exists(os.path.join(d.path, STATE_FILE)):
+                return True
+            d.remove()
+            return False
+        finally:
+            d.close()
+
     def open(self, cid: str, *, lock: bool = True) -> "ContainerDir":
         """Open an existing container, locked unless lock=False. NotFound if absent."""
         validate_id(cid)

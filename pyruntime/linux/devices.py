@@ -161,10 +161,28 @@ def setup_dev_symlinks(root_fd: int) -> None:
 
 
 def create_console(root_fd: int) -> None:
-    """An empty /dev/console for the pty bind mount (runc mountConsole creates it)."""
+    """An empty /dev/console for the pty bind mount (runc mountConsole creates it). An image's
+    /dev/console that is not a regular file or a device (a symlink would carry the bind mount of
+    the pty onto whatever it names, CVE-2025-52565) is replaced; the lookup never follows it."""
     try:
-        r = paths.ensure_in_root(root_fd, "/dev/console", is_dir=False, mode=0o666)
-        r.close()
+        dirfd = paths.mkdirall_in_root(root_fd, "/dev")
     except OSError as e:
-        if e.errno != errno.EEXIST:
-            raise RuntimeFailure(f"create /dev/console: {paths._err(e)}") from None
+        raise RuntimeFailure(f"create /dev/console: {paths._err(e)}") from None
+    try:
+        try:
+            st = os.stat("console", dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISCHR(st.st_mode)):
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise RuntimeFailure("create /dev/console: a directory is in the way")
+            os.unlink("console", dir_fd=dirfd)
+            st = None
+        if st is None:
+            fd = os.open("console", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o666, dir_fd=dirfd)
+            os.close(fd)
+    except OSError as e:
+        raise RuntimeFailure(f"create /dev/console: {paths._err(e)}") from None
+    finally:
+        os.close(dirfd)

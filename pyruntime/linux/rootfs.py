@@ -420,11 +420,31 @@ def _sysfs_fallback(ctx: _Ctx, e: _Entry, r: Resolved) -> int:
                 sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_RDONLY)
             except OSError:
                 pass
+        elif not ctx.cgroupns:
+            _cgroupfs_readonly(e, fd)
         _propagate(e, fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _cgroupfs_readonly(e: _Entry, sys_fd: int) -> None:
+    """The host's cgroup hierarchies that came with an rbind of /sys: read-only, recursively
+    (CVE-2023-25809: a user namespace without a cgroup namespace must not write them)."""
+    try:
+        cg = sc.openat2(sys_fd, "fs/cgroup", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0,
+                        sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_BENEATH)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise RuntimeFailure(f"{e.describe()}: open fs/cgroup: {_err(err)}") from None
+    try:
+        sc.mount_setattr(cg, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_RDONLY)
+    except OSError as err:
+        raise RuntimeFailure(f"{e.describe()}: make the host's cgroupfs read-only: {_err(err)}") from None
+    finally:
+        os.close(cg)
 
 
 # tmpfs ----------------------------------------------------------------------------------------
@@ -697,6 +717,10 @@ def _own_cgroups() -> dict[str, str]:
 
 
 def _mount_cgroup(ctx: _Ctx, e: _Entry) -> None:
+    if ctx.in_userns and not ctx.cgroupns:
+        # The host's hierarchy (or our cgroup in it) is bound in: read-only whatever the config
+        # says, or a rootless container could rewrite its delegated cgroups (CVE-2023-25809).
+        e = _Entry(e.source, e.dest, e.device, e.opts, e.flags | sc.MS_RDONLY)
     if _cgroup2_unified():
         _mount_cgroup2(ctx, e)
     else:

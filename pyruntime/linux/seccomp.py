@@ -525,7 +525,9 @@ def _build_profile(default: int, arch_tokens: list[tuple[str, int]], plan: list,
 # arches) and every container of an engine uses the same profile: the result is cached by a
 # hash of the planned rules + libseccomp version + native arch, in a root-only directory.
 
-CACHE_DIR: str | None = "/run/pyruntime/.seccomp-cache" if os.geteuid() == 0 else None
+# Outside every --root: clients count what is in the state root (containerd's cleanup check).
+# /run is tmpfs, root-only 0700; a non-root caller gets no cache.
+CACHE_DIR: str | None = "/run/pyruntime-seccomp-cache" if os.geteuid() == 0 else None
 _CACHE_VERSION = 1
 
 
@@ -544,7 +546,7 @@ def _cache_dir_ok() -> bool:
         st = os.lstat(CACHE_DIR)
     except FileNotFoundError:
         try:
-            os.mkdir(CACHE_DIR, 0o700)  # inside the state root (set by the CLI); never its parents
+            os.mkdir(CACHE_DIR, 0o700)  # never its parents
             st = os.lstat(CACHE_DIR)
         except OSError:
             return False

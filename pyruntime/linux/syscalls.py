@@ -337,3 +337,12 @@ def pidfd_getfd(pidfd: int, targetfd: int) -> int:
     """A duplicate (O_CLOEXEC) of fd `targetfd` of the process behind `pidfd`."""
     return _check(_syscall(_NR["pidfd_getfd"], ctypes.c_int(pidfd), ctypes.c_int(targetfd),
                            ctypes.c_uint(0)), "pidfd_getfd")
+
+
+KEY_SPEC_SESSION_KEYRING = -3
+
+
+def keyring_setperm(key: int, perm: int) -> None:
+    """keyctl(KEYCTL_SETPERM) (runc makes the container's session keyring searchable)."""
+    _check(_syscall(_NR["keyctl"], ctypes.c_int(5), ctypes.c_int(key), ctypes.c_uint(perm)),
+           "keyctl(setperm)")
