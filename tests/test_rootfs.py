@@ -581,7 +581,7 @@ def _unified() -> bool:
         os.close(fd)
 
 
-@pytest.mark.skipif(not _unified(), reason="cgroup v2 unified hierarchy only")
+@pytest.mark.cgroup2_vm  # runs in the pure cgroup v2 VM (../shared/vm)
 @pytest.mark.parametrize("userns,cgroupns", [(False, False), (True, False), (False, True), (True, True)])
 def test_cgroup2(rootfs, userns, cgroupns):
     spec = default_spec()
