@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from test_lifecycle_util import create, run_detached, wait_until
-from test_security_util import assert_clean, clean_output, files, snapshot
+from test_security_util import assert_clean, clean_output, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 

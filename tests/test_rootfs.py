@@ -570,17 +570,6 @@ def test_no_mounts_at_all(rootfs):
     assert stat.S_ISCHR(os.stat(rootfs / "dev" / "null").st_mode)  # created in the image's /dev
 
 
-def _unified() -> bool:
-    try:
-        fd = os.open("/sys/fs/cgroup", os.O_PATH)
-    except OSError:
-        return False
-    try:
-        return sc.fstatfs_type(fd) == sc.CGROUP2_SUPER_MAGIC
-    finally:
-        os.close(fd)
-
-
 @pytest.mark.cgroup2_vm  # runs in the pure cgroup v2 VM (../shared/vm)
 @pytest.mark.parametrize("userns,cgroupns", [(False, False), (True, False), (False, True), (True, True)])
 def test_cgroup2(rootfs, userns, cgroupns):

@@ -20,10 +20,10 @@ import subprocess
 
 import pytest
 
-from test_lifecycle_util import create, run_detached, wait_until
-from test_security_util import (no_leaks_here, PY_ID, add_caps, bind, catch_joiner, clean_output, files,
-                                glibc_image, nspid, read_json_lines, release, volume,
-                                write_exec)
+from test_lifecycle_util import create, run_detached
+from test_security_util import (PY_ID, PYTHON, add_caps, bind, catch_joiner, clean_output, files,
+                                glibc_image, no_leaks_here, nspid, read_json_lines, release,
+                                runs_python, volume, write_exec)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -204,3 +204,40 @@ def test_scanning_container_during_repeated_exec(rt, no_leaks_here):
     seen = read_json_lines(os.path.join(out, "seen")) if os.path.exists(os.path.join(out, "seen")) else []
     assert [x for x in seen if x["exe"] and x["maps"]], "the watcher never saw a runtime process"
     assert [x for x in seen if x["writable"]] == []
+
+
+def _writable_mappings_of(pid: int) -> list[str]:
+    bad = set()
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) < 6 or parts[4] == "0" or not parts[5].startswith("/") or parts[5].startswith("/memfd:"):
+                continue
+            lo, _, hi = parts[0].partition("-")
+            if not os.statvfs(f"/proc/{pid}/map_files/{int(lo, 16):x}-{int(hi, 16):x}").f_flag & 1:
+                bad.add(parts[5].strip())
+    return sorted(bad)
+
+
+def test_created_init_maps_nothing_from_a_writable_mount(rt, no_leaks_here):
+    """The invariant itself, seen from the host: every file mapped by a created container's init
+    (the interpreter, ld.so, libc, the extension modules) is on a read-only mount."""
+    cid = rt.new_id()
+    create(rt, rt.bundle(["true"]), cid)
+    pid = rt.state(cid)["pid"]
+    assert _writable_mappings_of(pid) == []
+    assert runs_python(pid)
+    rt.run("delete", "--force", cid, check=True)
+
+
+def test_the_mapping_check_sees_an_unsealed_interpreter():
+    """The self-check is not vacuous: a plain interpreter on this host maps writable files."""
+    import sys
+
+    r = subprocess.run([sys.executable, "-IS", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                        "from pyruntime.container import seal; print(seal.writable_mappings())",
+                        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
+                       capture_output=True, text=True, check=True)
+    if os.statvfs(PYTHON).f_flag & 1:
+        pytest.skip("the host's interpreter is on a read-only mount already")
+    assert os.path.basename(PYTHON) in r.stdout, r.stdout

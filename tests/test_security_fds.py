@@ -18,8 +18,8 @@ import time
 import pytest
 
 from test_lifecycle_util import create, run_detached, wait_until
-from test_security_util import (no_leaks_here, bind, clean_output, descendants, files, ns_ino, nspid,
-                                one_line_error, runs_python, volume, write_exec)
+from test_security_util import (bind, clean_output, descendants, files, no_leaks_here, ns_ino,
+                                nspid, one_line_error, runs_python, volume, write_exec)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

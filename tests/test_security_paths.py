@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
+import stat
 
 import pytest
 
-from test_lifecycle_util import create, run_detached
-from test_security_util import (no_leaks_here, bind, files, glibc_image, mounts_of, one_line_error,
+from test_lifecycle_util import run_detached
+from test_security_util import (bind, files, glibc_image, mounts_of, no_leaks_here, one_line_error,
                                 volume, write_exec)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -146,6 +145,36 @@ def test_dev_console_symlink(rt, no_leaks_here, host, tmp_path):
             srv.close()
             rt.run("delete", "--force", cid)
     assert not os.path.lexists(os.path.join(host, "created-by-runtime"))
+
+
+# the console server's thread fails when the runtime refuses before sending a pty: expected
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_dev_pts_symlinks(rt, no_leaks_here, host):
+    """CVE-2025-52565's other half: the pty's slave /dev/pts/N is a symlink to core_pattern in
+    an image whose /dev/pts is its own directory (no devpts in the config), with a ptmx device
+    node of its own: the bind mount onto /dev/console must never bind core_pattern."""
+    from test_console import ConsoleServer
+
+    def edit(cfg):
+        r = cfg["root"]["path"]
+        os.makedirs(os.path.join(r, "dev", "pts"), exist_ok=True)
+        os.mknod(os.path.join(r, "dev", "pts", "ptmx"), 0o666 | stat.S_IFCHR, os.makedev(5, 2))
+        for n in range(10):
+            os.symlink("/proc/sys/kernel/core_pattern", os.path.join(r, "dev", "pts", str(n)))
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] not in ("/dev", "/dev/pts")]
+        cfg["process"]["terminal"] = True
+        cfg["process"]["args"] = ["sh", "-c", "stat -c '%F' /dev/console"]
+    srv = ConsoleServer()
+    cid = rt.new_id()
+    try:
+        r = files(rt, "run", "--detach", "--console-socket", srv.path, "--bundle", rt.bundle(edit=edit), cid)
+        if r.returncode == 0:
+            assert srv.wait().splitlines() == ["character special file"]
+        else:
+            assert "ptmx" in one_line_error(r) or "pts" in r.stderr, r.stderr
+    finally:
+        srv.close()
+        rt.run("delete", "--force", cid)
 
 
 def test_masked_and_readonly_paths_through_symlinks(rt, no_leaks_here, host):

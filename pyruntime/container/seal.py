@@ -25,6 +25,7 @@ imported after the return to the real root) fails the command, closed.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -49,8 +50,9 @@ def seal() -> None:
     re-executed process, load what the runtime needs and go back to the real root."""
     global sealed
     marker = os.environ.pop(_ENV, None)
-    if marker is not None:
-        _finish(marker)
+    fds = _marker_fds(marker) if marker is not None else None
+    if fds is not None:
+        _finish(*fds)
         sealed = True
         return
     # Without privileges nothing can be cloned, and the container (mapped onto our unprivileged
@@ -60,17 +62,59 @@ def seal() -> None:
     _reexec()
 
 
-def _reexec() -> None:
-    from pyruntime.linux import syscalls as sc
+def _syscall(nr: int, *args) -> int:
+    """The two calls this needs, without pyruntime.linux.syscalls (its import costs ~7 ms, paid
+    again after the re-exec). open_tree and mount_setattr have the same number on every arch."""
+    import ctypes
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(ctypes.c_long(nr), *args)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def _clone_root_readonly() -> int:
+    """open_tree(AT_FDCWD, "/", OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC|AT_RECURSIVE), then
+    mount_setattr(tree, "", AT_EMPTY_PATH|AT_RECURSIVE, {MOUNT_ATTR_RDONLY})."""
+    import ctypes
+
+    tree = _syscall(428, ctypes.c_int(-100), b"/", ctypes.c_uint(1 | os.O_CLOEXEC | 0x8000))
+    attr = (ctypes.c_uint64 * 4)(1, 0, 0, 0)  # attr_set, attr_clr, propagation, userns_fd
     try:
-        tree = sc.open_tree(-100, "/", sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE)  # AT_FDCWD
+        _syscall(442, ctypes.c_int(tree), b"", ctypes.c_uint(0x1000 | 0x8000), ctypes.byref(attr),
+                 ctypes.c_size_t(ctypes.sizeof(attr)))
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def _initial_userns() -> bool:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return True
+
+
+def _reexec() -> None:
+    try:
+        tree = _clone_root_readonly()
     except OSError as e:
-        raise RuntimeFailure(f"seal the runtime (CVE-2019-5736): clone /: {os.strerror(e.errno or 0).lower()}") from None
+        if e.errno == errno.EPERM and not _initial_userns():
+            # root of a user namespace without the right to clone its mounts: the files are
+            # not the host's, and we cannot do better; say so once, in debug logs
+            from pyruntime.log import log
+
+            log.debug("not sealing the runtime: cannot clone / in this user namespace")
+            return
+        raise RuntimeFailure(f"seal the runtime (CVE-2019-5736): clone / read-only: {os.strerror(e.errno or 0).lower()}") from None
     fds = [tree]
     chrooted = False
     try:
-        sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, sc.MOUNT_ATTR_RDONLY)
         root = os.open("/", os.O_PATH | os.O_DIRECTORY)
         fds.append(root)
         try:
@@ -115,11 +159,24 @@ def _back(root: int, cwd: int) -> None:
         os.chdir("/")
 
 
-def _finish(marker: str) -> None:
+def _marker_fds(marker: str) -> tuple[int, int, int] | None:
+    """The (root, cwd, tree) fds the re-executing process passed, if this process is really
+    running from a read-only mount (a marker in the environment alone proves nothing: it is
+    ignored, and the command seals itself as usual)."""
     try:
         root, cwd, tree = (int(x) for x in marker.split(","))
-    except ValueError:
-        raise RuntimeFailure(f"seal the runtime: bad {_ENV} value") from None
+        import stat
+
+        if not (stat.S_ISDIR(os.fstat(root).st_mode) and stat.S_ISDIR(os.fstat(tree).st_mode)):
+            return None
+        if not os.statvfs("/proc/self/exe").f_flag & _ST_RDONLY:
+            return None
+    except (ValueError, OSError):
+        return None
+    return root, cwd, tree
+
+
+def _finish(root: int, cwd: int, tree: int) -> None:
     try:
         preload()
     finally:

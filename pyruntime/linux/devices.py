@@ -8,7 +8,6 @@ the host's device node bind-mounted onto it, as runc does.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat as stat_mod
 
