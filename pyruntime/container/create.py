@@ -9,17 +9,11 @@ removed, the state directory deleted. Nothing is left behind.
 from __future__ import annotations
 
 import os
-import time
 
 from pyruntime.container import state as st
 from pyruntime.container.status import CREATED, CREATING, start_time
 from pyruntime.errors import ConfigError, RuntimeFailure
 from pyruntime.linux import syscalls as sc
-
-
-def _rfc3339_now() -> str:
-    t = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + ".%09dZ" % (t % 10**9)
 
 
 class Created:
@@ -91,7 +85,7 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
         "pid": 0,
         "bundle": bundle,
         "rootfs": rootfs,
-        "created": _rfc3339_now(),
+        "created": st.rfc3339_now(),
         "owner": os.geteuid(),
         "annotations": dict(spec.annotations or {}),
         "creator": [me, start_time(me)],

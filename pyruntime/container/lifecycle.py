@@ -100,9 +100,7 @@ def release_init(cdir: st.ContainerDir, record: dict) -> None:
 
 
 def _now() -> str:
-    from pyruntime.container.create import _rfc3339_now
-
-    return _rfc3339_now()
+    return st.rfc3339_now()
 
 
 def _poststart(record: dict) -> None:

@@ -175,6 +175,14 @@ class ContainerDir:
             pass
 
 
+def rfc3339_now() -> str:
+    """UTC time with nanoseconds, as runc records `created`."""
+    import time
+
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + ".%09dZ" % (t % 10**9)
+
+
 def write_pid_file(path: str, pid: int) -> None:
     """Atomically, as runc does (conmon/shim may be watching the path)."""
     path = os.path.abspath(path)
