@@ -8,7 +8,10 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from types import SimpleNamespace as NS
 
 import pytest
@@ -429,14 +432,33 @@ def test_compiled_program_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setattr(sc, "CACHE_DIR", str(cache))
     assert sc.compile_filter(p).programs[0].insns == ref  # miss: built and stored
-    (entry,) = list(cache.iterdir())
+    (entry,) = [e for e in cache.iterdir() if e.name != sc.LIB_LINK]
+    lib = cache / sc.LIB_LINK  # the libseccomp the entry was built with (part of the key)
+    assert lib.resolve() == Path(sc._libseccomp_path()).resolve()
     assert sc.compile_filter(p).programs[0].insns == ref  # hit
+    # a hit needs no libseccomp: a fresh process does not even import pyseccomp
+    code = ("import json, sys; from pyruntime.linux import seccomp as sc; from pyruntime.spec.model import Seccomp, build; "
+            f"sc.CACHE_DIR = {str(cache)!r}; "
+            f"f = sc.compile_filter(build(Seccomp, json.load(open({PODMAN!r}))['linux']['seccomp'])); "
+            "print(f.programs[0].insns.hex(), 'pyseccomp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert out == [ref.hex(), "False"]
     # a cache directory others can write to is not trusted
     entry.write_bytes(b"\0" * 8)
     cache.chmod(0o777)
     assert sc.compile_filter(p).programs[0].insns == ref
     cache.chmod(0o700)
     assert sc.compile_filter(p).programs[0].insns == b"\0" * 8  # (trusted again: proves the lookup)
+    # another libseccomp file is another key: a miss, built again and the link re-pointed
+    lib.unlink()
+    lib.symlink_to("/bin/true")
+    assert sc.compile_filter(p).programs[0].insns == ref
+    assert lib.resolve() == Path(sc._libseccomp_path()).resolve()
+    # so is a library that is gone (upgraded)
+    lib.unlink()
+    lib.symlink_to(cache / "gone")
+    assert sc.compile_filter(p).programs[0].insns == ref
+    assert lib.resolve() == Path(sc._libseccomp_path()).resolve()
 
 
 # --- the BPF itself, for architectures this host cannot run -------------------------------------

@@ -40,8 +40,11 @@ monitored syscall names recorded in listenerMetadata ("pyruntime-monitor:a,b,c")
 loaded before the profile's: the kernel applies the strictest result of all filters, so exactly
 the syscalls the profile lets through are notified and the profile is never weakened.
 
-libseccomp is bound directly with ctypes (libseccomp.so.2): importing pyseccomp costs ~17 ms
-(ctypes.util), loading the library costs 0.2 ms. pyseccomp stays the reference for the API.
+libseccomp is used through pyseccomp (filters, arch tokens, syscall names, API level). Importing
+it costs ~17 ms (ctypes.util.find_library runs ldconfig), so it is imported only when a filter
+is really built: a compiled profile is cached (see CACHE_DIR) under a key that needs no
+libseccomp call, and a cache hit neither imports pyseccomp nor touches libseccomp. Loading the
+exported BPF is the runtime's own seccomp(2) call (`load`), not libseccomp's seccomp_load.
 """
 
 from __future__ import annotations
@@ -97,17 +100,19 @@ _ACTIONS = {
 _WITH_ERRNO = (ACT_ERRNO, ACT_TRACE)
 _PERMISSIVE = (ACT_ALLOW, ACT_LOG, ACT_TRACE)  # runc's isAllowAction (no -ENOSYS stub)
 
+# The spec's operator names -> pyseccomp's constants (looked up when a filter is built).
 _OPS = {
-    "SCMP_CMP_NE": 1,
-    "SCMP_CMP_LT": 2,
-    "SCMP_CMP_LE": 3,
-    "SCMP_CMP_EQ": 4,
-    "SCMP_CMP_GE": 5,
-    "SCMP_CMP_GT": 6,
-    "SCMP_CMP_MASKED_EQ": 7,
+    "SCMP_CMP_NE": "NE",
+    "SCMP_CMP_LT": "LT",
+    "SCMP_CMP_LE": "LE",
+    "SCMP_CMP_EQ": "EQ",
+    "SCMP_CMP_GE": "GE",
+    "SCMP_CMP_GT": "GT",
+    "SCMP_CMP_MASKED_EQ": "MASKED_EQ",
 }
 
-# The spec's architecture names; libseccomp decides which it knows (seccomp_arch_resolve_name).
+# The spec's architecture names; pyseccomp.Arch has the token, libseccomp decides which it knows
+# (see _arch_supported).
 SPEC_ARCHS = (
     "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
     "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",
@@ -120,10 +125,7 @@ SPEC_ARCHS = (
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_I386 = 0x40000003
 X32_SYSCALL_BIT = 0x40000000
-_ATTR_ACT_BADARCH = 2
-_ATTR_CTL_NNP = 3
-_ATTR_CTL_OPTIMIZE = 8
-_NR_SCMP_ERROR = -1
+_NR_SCMP_ERROR = -1  # libseccomp's __NR_SCMP_ERROR: a syscall name it does not know
 
 # The runtime hands the notify fd number to its parent with one write(2) of exactly this many
 # bytes; the monitor filter never notifies writes of this length (see handover_notify_fd).
@@ -131,76 +133,89 @@ HANDOVER_LEN = 1021
 MONITOR_TAG = "pyruntime-monitor:"
 MONITOR_ONLY_TAG = "pyruntime-monitor-only:"  # add_monitor(None, ...): no profile of its own
 
-# --- libseccomp binding ----------------------------------------------------------------------
+# --- libseccomp, through pyseccomp ----------------------------------------------------------
 
 
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
-                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
-
-
-class _Version(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
-
-
-class _SockFprog(ctypes.Structure):
+class _SockFprog(ctypes.Structure):  # the kernel's struct sock_fprog, for seccomp(2)
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-_LIB: Any = None
-
-
-def _lib() -> Any:
-    global _LIB
-    if _LIB is not None:
-        return _LIB
+def _pyseccomp() -> Any:
+    """pyseccomp, imported on first use: a cache miss, the monitor filter, name lookups,
+    `features`. Its import costs ~17 ms (ctypes.util.find_library runs ldconfig); a cache hit
+    (see `_compile_profile`) needs no libseccomp at all."""
     try:
-        lib = ctypes.CDLL("libseccomp.so.2")
-    except OSError:
+        import pyseccomp
+    except ImportError:
+        raise Unsupported("seccomp: pyseccomp (the libseccomp binding) is not installed") from None
+    except (OSError, RuntimeError):  # "Unable to find libseccomp", or dlopen failed
         raise Unsupported("seccomp: libseccomp.so.2 is not installed") from None
-    vp, u32, c_int, c_uint = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint
-    sigs = {
-        "seccomp_init": ((u32,), vp),
-        "seccomp_release": ((vp,), None),
-        "seccomp_attr_set": ((vp, c_int, u32), c_int),
-        "seccomp_arch_add": ((vp, u32), c_int),
-        "seccomp_arch_native": ((), u32),
-        "seccomp_arch_resolve_name": ((ctypes.c_char_p,), u32),
-        "seccomp_syscall_resolve_name_arch": ((u32, ctypes.c_char_p), c_int),
-        "seccomp_syscall_resolve_num_arch": ((u32, c_int), vp),
-        "seccomp_rule_add_array": ((vp, u32, c_int, c_uint, vp), c_int),
-        "seccomp_export_bpf": ((vp, c_int), c_int),
-        "seccomp_export_pfc": ((vp, c_int), c_int),
-        "seccomp_api_get": ((), c_uint),
-        "seccomp_version": ((), ctypes.POINTER(_Version)),
-    }
-    for name, (argtypes, restype) in sigs.items():
-        fn = getattr(lib, name)
-        fn.argtypes = argtypes
-        fn.restype = restype
-    _LIB = lib
-    return lib
+    return pyseccomp
 
 
-_free = ctypes.CDLL(None).free
-_free.argtypes = (ctypes.c_void_p,)
-_free.restype = None
+def _libseccomp_path() -> str | None:
+    """The libseccomp shared object pyseccomp loaded into this process (from /proc/self/maps)."""
+    _pyseccomp()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and os.path.basename(parts[5]).startswith("libseccomp.so"):
+                    path = parts[5].rstrip("\n")
+                    return None if path.endswith(" (deleted)") else path
+    except OSError:
+        pass
+    return None
 
 
 def libseccomp_version() -> str:
-    v = _lib().seccomp_version().contents
-    return f"{v.major}.{v.minor}.{v.micro}"
+    """libseccomp's version, from its file name (libseccomp.so.2.5.4): pyseccomp has no binding
+    of seccomp_version()."""
+    name = os.path.basename(_libseccomp_path() or "")
+    return name.partition(".so.")[2] or "(unknown version)"
+
+
+_ARCH_OK: dict[int, bool] = {}
+
+
+def _arch_supported(token: int) -> bool:
+    """Whether this libseccomp knows the architecture: seccomp_arch_add refuses an unknown
+    token with EINVAL (EEXIST: the native one, EDOM: the other endianness -- both known)."""
+    got = _ARCH_OK.get(token)
+    if got is None:
+        ps = _pyseccomp()
+        try:
+            ps.SyscallFilter(ps.ALLOW).add_arch(token)
+            got = True
+        except OSError as e:
+            got = e.errno != _errno.EINVAL
+        _ARCH_OK[token] = got
+    return got
+
+
+def _check_arch_name(spec_name: str) -> None:
+    if spec_name not in SPEC_ARCHS:
+        raise ConfigError(f"seccomp: unknown architecture {spec_name!r}")
+
+
+def _known_arch(spec_name: str) -> int | None:
+    """SCMP_ARCH_X86_64 -> libseccomp's token (pyseccomp.Arch), None when unknown."""
+    tok = getattr(_pyseccomp().Arch, spec_name[len("SCMP_ARCH_"):], None)
+    return tok if tok is not None and _arch_supported(tok) else None
 
 
 def _arch_token(spec_name: str) -> int:
-    """SCMP_ARCH_X86_64 -> libseccomp's token; ConfigError when unknown to libseccomp."""
-    if spec_name not in SPEC_ARCHS:
-        raise ConfigError(f"seccomp: unknown architecture {spec_name!r}")
-    tok = _lib().seccomp_arch_resolve_name(spec_name[len("SCMP_ARCH_"):].lower().encode())
-    if not tok:
+    """SCMP_ARCH_X86_64 -> libseccomp's token; ConfigError when unknown."""
+    _check_arch_name(spec_name)
+    tok = _known_arch(spec_name)
+    if tok is None:
         raise ConfigError(f"seccomp: architecture {spec_name} is not supported by libseccomp "
                           f"{libseccomp_version()}")
     return tok
+
+
+def _arch_tokens(spec_names: Iterable[str]) -> list[tuple[str, int]]:
+    return [(a, _arch_token(a)) for a in spec_names]
 
 
 def _audit_arch(token: int) -> int:
@@ -211,34 +226,38 @@ def _audit_arch(token: int) -> int:
 def resolve_syscall(name: str, arch: int = 0) -> int:
     """The syscall number (native arch by default); -1 when libseccomp does not know it.
     Negative pseudo numbers (< -1) mean 'not on this arch' (e.g. socketcall on x86_64)."""
-    return _lib().seccomp_syscall_resolve_name_arch(arch, name.encode())
+    return _pyseccomp().resolve_syscall(arch, name)
 
 
 def syscall_name(nr: int, audit_arch: int | None = None) -> str:
     """Name of syscall `nr` as reported in seccomp_data (arch = AUDIT_ARCH_*)."""
-    lib = _lib()
-    tok = lib.seccomp_arch_native() if audit_arch is None else audit_arch
+    ps = _pyseccomp()
+    tok = ps.system_arch() if audit_arch is None else audit_arch
     if tok == AUDIT_ARCH_X86_64 and nr & X32_SYSCALL_BIT:
-        tok = AUDIT_ARCH_X86_64 & ~0x80000000  # x32 token
-    p = lib.seccomp_syscall_resolve_num_arch(tok, nr)
-    if not p:
-        return f"syscall_{nr}"
+        tok = ps.Arch.X32
     try:
-        return ctypes.string_at(p).decode()
-    finally:
-        _free(p)
+        return ps.resolve_syscall(tok, nr).decode()
+    except (ValueError, ctypes.ArgumentError):
+        return f"syscall_{nr}"
 
 
 def _native_syscall_names() -> list[str]:
-    lib = _lib()
-    tok = lib.seccomp_arch_native()
+    ps = _pyseccomp()
+    tok = ps.system_arch()
     names = []
     for nr in range(0, 1024):
-        p = lib.seccomp_syscall_resolve_num_arch(tok, nr)
-        if p:
-            names.append(ctypes.string_at(p).decode())
-            _free(p)
+        try:
+            names.append(ps.resolve_syscall(tok, nr).decode())
+        except ValueError:
+            pass
     return names
+
+
+def _api_level() -> int:
+    try:
+        return _pyseccomp().get_api()
+    except NotImplementedError:  # a libseccomp without seccomp_api_get (< 2.4)
+        return 0
 
 
 # --- kernel probes ---------------------------------------------------------------------------
@@ -268,11 +287,10 @@ def features() -> dict:
     """The features.md `linux.seccomp` object: names pyruntime + libseccomp recognize, and the
     flags this kernel supports."""
     try:
-        lib = _lib()
+        _pyseccomp()
     except Unsupported:
         return {"enabled": False}
-    archs = sorted(a for a in SPEC_ARCHS
-                   if lib.seccomp_arch_resolve_name(a[len("SCMP_ARCH_"):].lower().encode()))
+    archs = sorted(a for a in SPEC_ARCHS if _known_arch(a) is not None)
     return {
         "enabled": True,
         "actions": sorted(_ACTIONS),
@@ -340,49 +358,56 @@ def _action(name: str | None, errno_ret: int | None, what: str) -> int:
     return _errno_ret(errno_ret, base, what)
 
 
-class _Ctx:
-    """A libseccomp filter context, released when dropped."""
+def _call(what: str, fn: Any, *args: Any) -> None:
+    """A pyseccomp call; its OSError becomes runc's one-line ConfigError."""
+    try:
+        fn(*args)
+    except OSError as e:
+        raise ConfigError(f"seccomp: {what}: {os.strerror(e.errno or 0)}") from None
 
-    def __init__(self, default: int) -> None:
-        self.lib = _lib()
-        self.ctx = self.lib.seccomp_init(default)
-        if not self.ctx:
-            raise ConfigError(f"seccomp: libseccomp refused the default action {default:#x}")
 
-    def __del__(self) -> None:
-        if getattr(self, "ctx", None):
-            self.lib.seccomp_release(self.ctx)
-            self.ctx = None
-
-    def check(self, ret: int, what: str) -> None:
-        if ret < 0:
-            raise ConfigError(f"seccomp: {what}: {os.strerror(-ret)}")
-
-    def add_arch(self, token: int, name: str) -> None:
-        ret = self.lib.seccomp_arch_add(self.ctx, token)
-        if ret != -_errno.EEXIST:
-            self.check(ret, f"adding architecture {name}")
-
-    def add_rule(self, action: int, nr: int, conds: list[tuple[int, int, int, int]], what: str) -> None:
-        arr = (_ArgCmp * max(len(conds), 1))(*[_ArgCmp(*c) for c in conds])
-        self.check(self.lib.seccomp_rule_add_array(self.ctx, action, nr, len(conds), arr),
-                   f"error adding seccomp rule for syscall {what}")
-
-    def export(self) -> tuple[bytes, str]:
-        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+def _new_filter(default: int, arch_tokens: list[tuple[str, int]], n_calls: int) -> Any:
+    """A pyseccomp.SyscallFilter as runc sets it up: no_new_privs left to the runtime, the
+    listed architectures, binary-tree optimisation above 32 syscalls."""
+    ps = _pyseccomp()
+    try:
+        filt = ps.SyscallFilter(default)
+    except OSError:
+        raise ConfigError(f"seccomp: libseccomp refused the default action {default:#x}") from None
+    _call("clearing no_new_privs", filt.set_attr, ps.Attr.CTL_NNP, 0)
+    for name, tok in arch_tokens:
         try:
-            self.check(self.lib.seccomp_export_bpf(self.ctx, fd), "exporting the BPF program")
-            size = os.lseek(fd, 0, os.SEEK_CUR)
-            bpf = os.pread(fd, size, 0)
+            filt.add_arch(tok)
+        except OSError as e:
+            if e.errno != _errno.EEXIST:
+                raise ConfigError(f"seccomp: adding architecture {name}: {os.strerror(e.errno or 0)}") from None
+    if n_calls > 32:
+        try:
+            filt.set_attr(ps.Attr.CTL_OPTIMIZE, 2)
+        except OSError:
+            pass  # not fatal (runc)
+    return filt
+
+
+def _add_rule(filt: Any, action: int, nr: int, conds: list[tuple[int, str, int, int]], name: str) -> None:
+    ps = _pyseccomp()
+    args = [ps.Arg(idx, getattr(ps, op), a, b) for idx, op, a, b in conds]
+    _call(f"error adding seccomp rule for syscall {name}", filt.add_rule, action, nr, *args)
+
+
+def _export(filt: Any) -> tuple[bytes, str]:
+    """The BPF program (and, for --debug, libseccomp's pseudo filter code) of a filter."""
+    with open(os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC), "w+b", buffering=0) as f:
+        fd = f.fileno()
+        _call("exporting the BPF program", filt.export_bpf, f)
+        bpf = os.pread(fd, os.lseek(fd, 0, os.SEEK_CUR), 0)
+        pfc = ""
+        if log.log.debug_enabled or os.environ.get("PYRUNTIME_SECCOMP_PFC"):
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
-            pfc = ""
-            if log.log.debug_enabled or os.environ.get("PYRUNTIME_SECCOMP_PFC"):
-                self.check(self.lib.seccomp_export_pfc(self.ctx, fd), "exporting the filter")
-                pfc = os.pread(fd, os.lseek(fd, 0, os.SEEK_CUR), 0).decode(errors="replace")
-            return bpf, pfc
-        finally:
-            os.close(fd)
+            _call("exporting the filter", filt.export_pfc, f)
+            pfc = os.pread(fd, os.lseek(fd, 0, os.SEEK_CUR), 0).decode(errors="replace")
+    return bpf, pfc
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -406,19 +431,20 @@ def compile_filter(seccomp: Any, *, extra_notify: tuple[str, ...] = ()) -> Filte
     programs: list[_Program] = []
     pfc: list[str] = []
     notify = False
-    arch_tokens: list[tuple[str, int]] = []
-    for a in (_field(seccomp, "architectures") or ()) if seccomp is not None else ():
-        arch_tokens.append((a, _arch_token(a)))
+    # names only here: the tokens come from libseccomp, needed only when a filter is built
+    arch_names = tuple(_field(seccomp, "architectures") or ()) if seccomp is not None else ()
+    for a in arch_names:
+        _check_arch_name(a)
 
     profile, profile_pfc = None, ""
     monitor_only = (_field(seccomp, "listener_metadata") or "").startswith(MONITOR_ONLY_TAG)
     if seccomp is not None and not monitor_only:
-        profile, notify, profile_pfc = _compile_profile(seccomp, arch_tokens)
+        profile, notify, profile_pfc = _compile_profile(seccomp, arch_names)
     if monitor:
         if notify:
             raise ConfigError("seccomp: cannot monitor a container whose profile already uses SCMP_ACT_NOTIFY")
         profile_addr = ctypes.addressof(profile.fprog) if profile is not None else None
-        mon = _compile_monitor(monitor, arch_tokens, profile_addr)
+        mon = _compile_monitor(monitor, _arch_tokens(arch_names), profile_addr)
         programs.append(mon[0])
         pfc.append(mon[1])
         notify = True
@@ -428,7 +454,7 @@ def compile_filter(seccomp: Any, *, extra_notify: tuple[str, ...] = ()) -> Filte
     return Filter(programs, notify, "\n".join(pfc))
 
 
-def _compile_profile(seccomp: Any, arch_tokens: list[tuple[str, int]]) -> tuple[_Program, bool, str]:
+def _compile_profile(seccomp: Any, arch_names: tuple[str, ...]) -> tuple[_Program, bool, str]:
     default = _action(_field(seccomp, "default_action"), _field(seccomp, "default_errno_ret"), "defaultAction")
     if default == ACT_NOTIFY:
         raise ConfigError("seccomp: SCMP_ACT_NOTIFY cannot be used as default action")
@@ -452,7 +478,7 @@ def _compile_profile(seccomp: Any, arch_tokens: list[tuple[str, int]]) -> tuple[
     # Validate everything and plan the rules (pure Python; libseccomp only on a cache miss).
     notify = False
     all_names: list[str] = []
-    plan: list[tuple[int, str, list[list[tuple[int, int, int, int]]]]] = []
+    plan: list[tuple[int, str, list[list[tuple[int, str, int, int]]]]] = []
     for i, call in enumerate(syscalls):
         names = _field(call, "names") or ()
         what = f"syscalls[{i}]"
@@ -486,57 +512,107 @@ def _compile_profile(seccomp: Any, arch_tokens: list[tuple[str, int]]) -> tuple[
             if act != default:  # a rule with the default action is redundant (runc skips it)
                 plan.append((act, name, rules))
     if notify:
-        if _lib().seccomp_api_get() < 6:
-            raise Unsupported("seccomp notify unsupported: libseccomp API level below 6")
         flags |= FLAG_NEW_LISTENER
         if wait_killable:
             flags |= FLAG_WAIT_KILLABLE_RECV
 
-    key = _cache_key(default, arch_tokens, plan)
-    bpf = _cache_get(key)
+    # The cache key covers the profile as given (names, not numbers), the identity of the
+    # libseccomp file and the kernel: a hit costs a few stat/open calls and no libseccomp.
+    lib_id = _lib_identity()
+    key = _cache_key(lib_id, default, arch_names, plan) if lib_id else None
+    bpf = _cache_get(key) if key else None
     pfc = ""
     if bpf is None or log.log.debug_enabled:
+        if notify and _api_level() < 6:
+            raise Unsupported("seccomp notify unsupported: libseccomp API level below 6")
+        arch_tokens = _arch_tokens(arch_names)
         bpf, pfc = _build_profile(default, arch_tokens, plan, len(all_names))
         if default not in _PERMISSIVE and default != ACT_ERRNO | _errno.ENOSYS:
             bpf = _enosys_stub(arch_tokens, all_names) + bpf
-        _cache_put(key, bpf)
+        lib_id = _record_lib()
+        if lib_id:
+            _cache_put(_cache_key(lib_id, default, arch_names, plan), bpf)
     return _Program(bpf, flags), notify, pfc
 
 
 def _build_profile(default: int, arch_tokens: list[tuple[str, int]], plan: list, n_calls: int) -> tuple[bytes, str]:
-    ctx = _Ctx(default)
-    ctx.check(ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_NNP, 0), "clearing no_new_privs")
-    for name, tok in arch_tokens:
-        ctx.add_arch(tok, name)
-    if n_calls > 32:
-        ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_OPTIMIZE, 2)  # not fatal (runc)
+    filt = _new_filter(default, arch_tokens, n_calls)
     for act, name, rules in plan:
         nr = resolve_syscall(name)
         if nr == _NR_SCMP_ERROR:
             log.debug(f"unknown seccomp syscall {name!r} ignored")
             continue
         for conds in rules:
-            ctx.add_rule(act, nr, conds, name)
-    return ctx.export()
+            _add_rule(filt, act, nr, conds, name)
+    return _export(filt)
 
 
 # --- compiled-program cache ------------------------------------------------------------------
 # Building the BPF is most of the cost (~20 ms for Docker's/Podman's profile on three x86
-# arches) and every container of an engine uses the same profile: the result is cached by a
-# hash of the planned rules + libseccomp version + native arch, in a root-only directory.
+# arches, with pyseccomp's import) and every container of an engine uses the same profile: the
+# result is cached in a root-only directory by a hash of the planned rules (syscall and arch
+# names as the profile gives them), the identity of the libseccomp file (stat of the symlink
+# LIB_LINK that a miss points at the library pyseccomp loaded), the machine and kernel release.
 
 # Outside every --root: clients count what is in the state root (containerd's cleanup check).
 # /run is tmpfs, root-only 0700; a non-root caller gets no cache.
 CACHE_DIR: str | None = "/run/pyruntime-seccomp-cache" if os.geteuid() == 0 else None
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+LIB_LINK = ".libseccomp"  # in CACHE_DIR: symlink to the libseccomp the entries were built with
 
 
-def _cache_key(default: int, arch_tokens: list, plan: list) -> str:
+def _cache_key(lib_id: str, default: int, arch_names: tuple[str, ...], plan: list) -> str:
     import hashlib
 
-    h = hashlib.sha256(repr((_CACHE_VERSION, libseccomp_version(), _lib().seccomp_arch_native(),
-                             default, [t for _, t in arch_tokens], plan)).encode())
+    u = os.uname()
+    h = hashlib.sha256(repr((_CACHE_VERSION, lib_id, os.environ.get("LD_LIBRARY_PATH", ""),
+                             u.machine, u.release, default, arch_names, plan)).encode())
     return h.hexdigest()
+
+
+def _lib_identity() -> str | None:
+    """The identity of the libseccomp file LIB_LINK points at (one stat(2) through the links),
+    or None: no usable cache, nothing recorded yet, or the library is gone (upgraded)."""
+    if not _cache_dir_ok():
+        return None
+    try:
+        st = os.stat(os.path.join(CACHE_DIR, LIB_LINK))  # type: ignore[arg-type]
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _record_lib() -> str | None:
+    """After a build: point LIB_LINK at the libseccomp pyseccomp loaded -- its soname link
+    (libseccomp.so.2) when that resolves to it, so that an upgrade that moves the link changes
+    the identity -- and return the identity (None: nothing can be cached)."""
+    if not _cache_dir_ok():
+        return None
+    path = _libseccomp_path()
+    if path is None:
+        return None
+    real = os.path.realpath(path)
+    name = os.path.basename(real)
+    head, _, tail = name.partition(".so.")
+    soname = os.path.join(os.path.dirname(real), f"{head}.so.{tail.split('.')[0]}")
+    target = soname if tail and os.path.realpath(soname) == real else real
+    link = os.path.join(CACHE_DIR, LIB_LINK)  # type: ignore[arg-type]
+    try:
+        current = os.readlink(link)
+    except OSError:
+        current = None
+    if current != target:
+        tmp = f"{link}.{os.getpid()}"
+        try:
+            os.symlink(target, tmp)
+            os.rename(tmp, link)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return None
+    return _lib_identity()
 
 
 def _cache_dir_ok() -> bool:
@@ -587,27 +663,21 @@ def _cache_put(key: str, bpf: bytes) -> None:
 
 def _compile_monitor(names: tuple[str, ...], arch_tokens: list[tuple[str, int]],
                      profile_addr: int | None) -> tuple[_Program, str]:
-    ctx = _Ctx(ACT_ALLOW)
-    ctx.check(ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_NNP, 0), "clearing no_new_privs")
-    ctx.check(ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_ACT_BADARCH, ACT_ALLOW), "setting the bad-arch action")
-    for name, tok in arch_tokens:
-        ctx.add_arch(tok, name)
-    if len(names) > 32:
-        ctx.lib.seccomp_attr_set(ctx.ctx, _ATTR_CTL_OPTIMIZE, 2)
-    ne = _OPS["SCMP_CMP_NE"]
+    filt = _new_filter(ACT_ALLOW, arch_tokens, len(names))
+    _call("setting the bad-arch action", filt.set_attr, _pyseccomp().Attr.ACT_BADARCH, ACT_ALLOW)
     for name in names:
         nr = resolve_syscall(name)
         if nr == _NR_SCMP_ERROR:
             raise ConfigError(f"monitor: unknown syscall {name!r}")
         if name == "write":
             # the fd handover write (HANDOVER_LEN bytes) must not wait for the agent
-            ctx.add_rule(ACT_NOTIFY, nr, [(2, ne, HANDOVER_LEN, 0)], name)
+            _add_rule(filt, ACT_NOTIFY, nr, [(2, "NE", HANDOVER_LEN, 0)], name)
         elif name == "seccomp" and profile_addr is not None:
             # neither must loading the profile right after this filter
-            ctx.add_rule(ACT_NOTIFY, nr, [(2, ne, profile_addr, 0)], name)
+            _add_rule(filt, ACT_NOTIFY, nr, [(2, "NE", profile_addr, 0)], name)
         else:
-            ctx.add_rule(ACT_NOTIFY, nr, [], name)
-    bpf, pfc = ctx.export()
+            _add_rule(filt, ACT_NOTIFY, nr, [], name)
+    bpf, pfc = _export(filt)
     return _Program(bpf, FLAG_NEW_LISTENER), pfc
 
 
