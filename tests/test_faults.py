@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from test_lifecycle_util import create, run_detached, wait_until
-from test_security_util import assert_clean, clean_output, snapshot
+from test_security_util import assert_clean, clean_output, error_lines, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -75,7 +75,7 @@ def check_after_crash(rt, cid: str, before: dict) -> str | None:
         assert st["id"] == cid and st["status"] in STATUSES, st
         status = st["status"]
     else:
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert len(error_lines(r.stderr)) == 1, r.stderr
         assert "does not exist" in r.stderr, r.stderr
     lst = rt.run("list", "--format", "json")
     assert lst.returncode == 0, lst.stderr

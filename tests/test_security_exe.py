@@ -90,10 +90,14 @@ def test_exec_shebang_proc_self_exe(rt, no_leaks_here):
 # EROFS on a read-only mount; busybox's `test -w` answers yes for root without asking).
 PROBE = """#!/usr/bin/python3
 import json, os, sys
+def ident(d):
+    st = os.stat(d + "/exe")
+    return st.st_dev, st.st_ino
 def reach(pid):
     d = f"/proc/{pid}"
     out = {"exe": None, "maps": 0, "writable": []}
     try:
+        before = ident(d)
         out["exe"] = os.readlink(d + "/exe")
     except OSError as e:
         out["exe_error"] = e.strerror
@@ -109,6 +113,11 @@ def reach(pid):
         out["maps"] += 1
         if os.access(f, os.W_OK):
             out["writable"].append(os.readlink(f))
+    try:
+        if ident(d) != before:
+            return None  # it exec'd meanwhile: what was seen may be its new program's
+    except OSError:
+        return None
     return out
 if sys.argv[1:]:
     print(json.dumps(reach(sys.argv[1])))
@@ -124,8 +133,10 @@ else:  # the exploit's watcher: every process not running the container's busybo
                 continue
             if (st.st_dev, st.st_ino) == (busybox.st_dev, busybox.st_ino):
                 continue
-            with open("/out/seen", "a") as f:
-                f.write(json.dumps(reach(p)) + "\\n")
+            res = reach(p)
+            if res is not None:
+                with open("/out/seen", "a") as f:
+                    f.write(json.dumps(res) + "\\n")
 """
 
 

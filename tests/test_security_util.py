@@ -50,14 +50,20 @@ def files(rt, *args: str, timeout: float = 60, env=None, pass_fds=(), leak: str 
         return subprocess.CompletedProcess(args, r.returncode, o.read(), e.read())
 
 
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the warnings (a warning may come before the error)."""
+    return [line for line in stderr.strip().splitlines() if "level=warning" not in line]
+
+
 def one_line_error(r: subprocess.CompletedProcess) -> str:
-    """The error of a failed command: exactly one line, no traceback, no internal error."""
-    text = r.stderr.strip()
+    """The error of a failed command: exactly one line (warnings aside), no traceback, no
+    internal error."""
     assert r.returncode != 0, r
-    assert "Traceback" not in text and "internal error" not in text, text
-    assert len(text.splitlines()) == 1, text
-    m = re.search(r'msg="(.*)"$', text)
-    return m.group(1) if m else text
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    lines = error_lines(r.stderr)
+    assert len(lines) == 1, r.stderr
+    m = re.search(r'msg="(.*)"$', lines[0])
+    return m.group(1) if m else lines[0]
 
 
 def clean_output(r: subprocess.CompletedProcess) -> None:
