@@ -568,16 +568,3 @@ def test_no_mounts_at_all(rootfs):
     assert res.error is None, (res.error, res.err)
     assert {"null", "zero", "ptmx", "fd"} <= set(res.out)
     assert stat.S_ISCHR(os.stat(rootfs / "dev" / "null").st_mode)  # created in the image's /dev
-
-
-@pytest.mark.cgroup2_vm  # runs in the pure cgroup v2 VM (../shared/vm)
-@pytest.mark.parametrize("userns,cgroupns", [(False, False), (True, False), (False, True), (True, True)])
-def test_cgroup2(rootfs, userns, cgroupns):
-    spec = default_spec()
-    if cgroupns:
-        spec["linux"]["namespaces"].append({"type": "cgroup"})
-    res = run_in_container(rootfs, spec, fn=_fn_mountinfo, userns=userns, cgroupns=cgroupns)
-    assert res.error is None, (res.error, res.err)
-    mi = _mountinfo(res.out)
-    assert mi["/sys/fs/cgroup"]["fstype"] == "cgroup2"
-    assert {"ro", "nosuid", "nodev", "noexec"} <= mi["/sys/fs/cgroup"]["opts"]
