@@ -103,6 +103,24 @@ def help_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wants_help(args: list[str]) -> bool:
+    """-h/--help before the first positional argument (runc's urfave/cli behaviour)."""
+    for a in args:
+        if a in ("-h", "--help", "-help"):
+            return True
+        if a == "--" or not a.startswith("-"):
+            return False
+    return False
+
+
+def command_help(cmd: str, desc: str, mod) -> str:
+    from pyruntime.cli._flags import usage
+
+    doc = (mod.__doc__ or "").strip().splitlines()
+    synopsis = doc[0].split(cmd, 1)[-1].strip() if doc and cmd in doc[0] else "[command options] <container-id>"
+    return usage(cmd, synopsis, [f for f in getattr(mod, "FLAGS", []) if f.names[0] != "help"], desc)
+
+
 def main(argv: list[str] | None = None) -> int:
     from_cli = argv is None
     argv = sys.argv[1:] if argv is None else argv
@@ -142,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         mod = importlib.import_module(f"pyruntime.cli.{entry[0]}")
+        if _wants_help(args):
+            sys.stdout.write(command_help(cmd, entry[1], mod))
+            return 0
         return mod.run(ctx, args) or 0
     except RuntimeFailure as e:
         log.error(str(e))
