@@ -141,6 +141,13 @@ class Manager(abc.ABC):
         """{controller: directory}; "" is the unified hierarchy."""
         return {}
 
+    def freezer_state_file(self) -> str | None:
+        """The file that says whether the cgroup is frozen, recorded in the container state so
+        that `state` can tell paused from running without importing this package (v1:
+        freezer.state; v2 overrides: cgroup.events)."""
+        d = self.paths().get("freezer")
+        return os.path.join(d, "freezer.state") if d else None
+
     # --- common implementations ------------------------------------------------------------
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Signal every process (runc signalAllProcesses): freeze, signal each, thaw, so nothing

@@ -166,7 +166,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         # Recorded before it exists: a create killed from here on leaves a state that
         # `delete` can clean up completely.
         record["cgroup"] = cgroup.to_state()
-        record["freezer_state"] = freezer_state_file(cgroup)
+        record["freezer_state"] = cgroup.freezer_state_file()
         cdir.write(record)
         cgroup.create()
 
@@ -280,16 +280,6 @@ def _container_root_ids(linux) -> tuple[int, int]:
                 return m.host_id - m.container_id
         return default
     return host_id(linux.uid_mappings, os.geteuid()), host_id(linux.gid_mappings, os.getegid())
-
-
-def freezer_state_file(cgroup) -> str | None:
-    """The file `state` reads to tell paused from running without importing the cgroups code."""
-    paths = cgroup.paths()
-    if "freezer" in paths:
-        return os.path.join(paths["freezer"], "freezer.state")
-    if cgroup.to_state().get("version") == "v2":
-        return os.path.join(paths[""], "cgroup.events")
-    return None
 
 
 def _forward_seccomp_fd(seccomp_spec, msg: dict, record: dict, pid: int) -> None:

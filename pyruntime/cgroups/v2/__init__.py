@@ -57,6 +57,9 @@ class V2Manager(Manager):
     def paths(self) -> dict[str, str]:
         return {"": self.dir}
 
+    def freezer_state_file(self) -> str | None:
+        return os.path.join(self.dir, "cgroup.events")
+
     def exists(self) -> bool:
         return os.path.isdir(self.dir)
 
