@@ -3,16 +3,16 @@ optional timeout. A hook that exits without reading stdin does not break the run
 
 from __future__ import annotations
 
-import json
 import os
 
 from pyruntime.errors import RuntimeFailure
+from pyruntime import jsonio
 
 
 def run_hook(hook, state: dict, *, kind: str) -> None:
     import subprocess
 
-    data = json.dumps(state).encode()
+    data = jsonio.dumps(state).encode()
     args = list(hook.args) if hook.args else [hook.path]
     env = None  # like Go's exec.Cmd: no env given -> the runtime's environment
     if hook.env is not None:

@@ -35,9 +35,9 @@ class Logger:
     def format(self, level: str, msg: str) -> str:
         now = self._now()
         if self.fmt == "json":
-            import json
+            from pyruntime import jsonio
 
-            return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
+            return jsonio.dumps({"level": level, "msg": msg, "time": now}) + "\n"
         esc = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'time="{now}" level={level} msg="{esc}"\n'
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
@@ -22,6 +21,7 @@ import socket
 import stat
 import struct
 import time
+from pyruntime import jsonio
 from typing import Any
 
 # linux/seccomp.h
@@ -94,7 +94,7 @@ def _text(a: Any) -> str:
         return str(a)
     if isinstance(a, list):
         return "[" + ", ".join(_text(x) for x in a) + "]"
-    return json.dumps(a)
+    return jsonio.dumps(a)
 
 
 class _Conn:
@@ -226,7 +226,7 @@ class Monitor:
         buf = c.buf
         self._drop_conn(fd)
         try:
-            msg = json.loads(buf)
+            msg = jsonio.loads(buf)
             names = msg.get("fds") or []
             seccomp_fd = fds[names.index("seccompFd")]
         except (ValueError, IndexError, AttributeError):
@@ -364,7 +364,7 @@ class Monitor:
     def _emit(self, ev: dict[str, Any]) -> None:
         if self.fmt == "json":
             ev = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", **ev}
-            line = json.dumps(ev)
+            line = jsonio.dumps(ev)
         else:
             kind = ev["event"]
             if kind == "syscall":

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pyruntime.errors import ConfigError
-from pyruntime.spec import default_spec, load_config_bytes, load_process, load_resources, model
+from pyruntime.spec import _model, default_spec, load_config_bytes, load_process, load_resources, model
 from pyruntime.spec.validate import jsonschema_validator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -241,7 +241,7 @@ def test_mutated_configs_accepted_or_config_error(doc, for_create):
         assert re.match(r"^config\.json: (/\S*|invalid JSON.*?): ", msg), msg
         assert "\n" not in msg and len(msg) < 400
     else:
-        assert isinstance(loaded.spec, model.Spec)
+        assert isinstance(loaded.spec, _model.Spec)  # the compiled model (scripts/gen-model.py)
 
 
 @SETTINGS
@@ -291,7 +291,7 @@ def test_model_names():
         (model.Linux, "netDevices"): "net_devices",
     }
     for (cls, key), attr in names.items():
-        rows = {row[1]: row[0] for row in model._table(cls)}
+        rows = {row[1]: row[0] for row in cls._oci_fields}
         assert rows[key] == attr
 
 
@@ -306,7 +306,7 @@ def test_model_covers_the_schema():
             while "$ref" in sub:
                 sub = BUNDLES["config"]["definitions"][sub["$ref"].rsplit("/", 1)[1]]
             props.update(sub.get("properties", {}))
-        table = {row[1]: row for row in model._table(cls)}
+        table = {row[1]: row for row in cls._oci_fields}
         for key, sub in props.items():
             assert key in table, f"{cls.__name__} lacks {key}"
             _, _, subcls, many, mapping = table[key]

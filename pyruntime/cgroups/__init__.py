@@ -103,8 +103,8 @@ def manager_from_state(d: dict):
 
 def merge_resources(current: Any, patch: Any) -> Any:
     """For `update`: the fields of patch that are set (not None) replace those of current,
-    recursively through nested attrs objects; dicts (unified, rdma) are merged key by key; lists
-    (device lists) replace. Works on attrs classes (attrs.evolve) and on SimpleNamespace."""
+    recursively through nested model objects; dicts (unified, rdma) are merged key by key; lists
+    (device lists) replace. Works on the model's classes (either form) and on SimpleNamespace."""
     if patch is None:
         return current
     if current is None:
@@ -126,13 +126,10 @@ def merge_resources(current: Any, patch: Any) -> Any:
             changes[n] = merge_resources(cv, pv)
         else:
             changes[n] = pv
-    try:
-        import attrs
+    from pyruntime.spec.node import Node, evolve
 
-        if attrs.has(type(current)):
-            return attrs.evolve(current, **{k.lstrip("_"): v for k, v in changes.items()})
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(current, Node):
+        return evolve(current, **changes)
     import copy
 
     out = copy.copy(current)
@@ -144,13 +141,10 @@ def merge_resources(current: Any, patch: Any) -> Any:
 def _fields(obj: Any) -> list[str]:
     if obj is None or isinstance(obj, (str, bytes, int, float, bool, list, tuple, dict)):
         return []
-    try:
-        import attrs
+    from pyruntime.spec.node import Node, field_names
 
-        if attrs.has(type(obj)):
-            return [a.name for a in attrs.fields(type(obj))]
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(obj, Node):
+        return field_names(obj)
     if hasattr(obj, "__dict__"):
         return list(vars(obj))
     return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import abc
 import os
-import signal
+from _signal import SIGKILL  # the C module: `signal` builds IntEnums at import
 import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class Manager(abc.ABC):
         return os.path.join(d, "freezer.state") if d else None
 
     # --- common implementations ------------------------------------------------------------
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every process (runc signalAllProcesses): freeze, signal each, thaw, so nothing
         forks in between. Waiting for the processes is the caller's business."""
         if not self.exists():
@@ -177,7 +177,7 @@ class Manager(abc.ABC):
         (children first, with retries). Idempotent."""
         deadline = time.monotonic() + timeout
         if self.exists() and self.pids():
-            self.kill_all(signal.SIGKILL)
+            self.kill_all(SIGKILL)
             delay = 0.001
             while self.pids() and time.monotonic() < deadline:
                 time.sleep(delay)

@@ -39,12 +39,11 @@ def monitor_hook(value: str):
     syscalls = [n for n in names.split(",") if n] or "all"
 
     def add(spec):
-        import attrs
-
         from pyruntime.linux.seccomp import add_monitor
+        from pyruntime.spec.node import evolve
 
-        linux = attrs.evolve(spec.linux, seccomp=add_monitor(spec.linux.seccomp, os.path.abspath(sock), syscalls))
-        return attrs.evolve(spec, linux=linux)
+        linux = evolve(spec.linux, seccomp=add_monitor(spec.linux.seccomp, os.path.abspath(sock), syscalls))
+        return evolve(spec, linux=linux)
     return add
 
 

@@ -1,6 +1,6 @@
 """pyruntime events [--stats] [--interval D] ID: runc's events stream (stats and OOM)."""
 
-import json
+from pyruntime import jsonio
 import sys
 import time
 
@@ -44,7 +44,7 @@ def run(ctx, argv):
         raise RuntimeFailure("cannot collect statistics of a container without cgroups")
 
     def emit(ev: dict) -> None:
-        sys.stdout.write(json.dumps(ev) + "\n")
+        sys.stdout.write(jsonio.dumps(ev) + "\n")
         sys.stdout.flush()
 
     if opts.stats:

@@ -1,6 +1,6 @@
 """pyruntime exec [flags] ID [COMMAND ARGS...]  or  pyruntime exec --process FILE ID"""
 
-import json
+from pyruntime import jsonio
 import os
 import re
 
@@ -55,7 +55,7 @@ def run(ctx, argv):
     if opts.process:
         try:
             with open(opts.process, "rb") as f:
-                data = json.loads(f.read())
+                data = jsonio.loads(f.read())
         except OSError as e:
             raise RuntimeFailure(f"open {opts.process}: {e.strerror.lower()}") from None
         except ValueError as e:
@@ -69,9 +69,9 @@ def run(ctx, argv):
         base = record["config"]["process"]
         proc = load_process(_process_from_flags(base, args, opts))
     if opts.tty and opts.process:
-        import attrs
+        from pyruntime.spec.node import evolve
 
-        proc = attrs.evolve(proc, terminal=True)
+        proc = evolve(proc, terminal=True)
     console = opts.console_socket or None
     proxy = None
     if proc.terminal and not console and not opts.detach:
@@ -90,7 +90,7 @@ def run(ctx, argv):
 
 def _process_from_flags(base: dict, args: list[str], opts) -> dict:
     """runc's newProcess: the container's process as the base, overridden by the flags."""
-    p = json.loads(json.dumps(base))
+    p = jsonio.loads(jsonio.dumps(base))
     p["args"] = args
     p["terminal"] = bool(opts.tty)
     p.pop("consoleSize", None)

@@ -3,7 +3,7 @@
 containerd's CRI reads this to tell kubelet which mount and user-namespace features the handler
 supports, so everything listed is implemented and tested; nothing is listed aspirationally."""
 
-import json
+from pyruntime import jsonio
 import sys
 
 from pyruntime.cli._flags import Flag, parse
@@ -51,5 +51,5 @@ def features() -> dict:
 
 def run(ctx, argv):
     parse([Flag("help,h")], argv, command="features")
-    sys.stdout.write(json.dumps(features(), indent=4) + "\n")
+    sys.stdout.write(jsonio.dumps(features(), indent=4) + "\n")
     return 0

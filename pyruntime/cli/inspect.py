@@ -2,7 +2,7 @@
 id, status, pid, the pids of its cgroup, bundle, rootfs and overlay layers, namespaces with their
 inode numbers, cgroup path and usage, created/started times, a summary of its config."""
 
-import json
+from pyruntime import jsonio
 import sys
 
 from pyruntime.cli._flags import Flag, parse
@@ -16,5 +16,5 @@ def run(ctx, argv):
 
     cdir, record, stat = load(ctx, one_id(rest, "inspect"), lock=False)
     cdir.close()
-    sys.stdout.write(json.dumps(inspect(record, stat), indent=2) + "\n")
+    sys.stdout.write(jsonio.dumps(inspect(record, stat), indent=2) + "\n")
     return 0

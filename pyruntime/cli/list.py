@@ -1,6 +1,6 @@
 """pyruntime list [-q] [--format table|json]"""
 
-import json
+from pyruntime import jsonio
 import os
 import sys
 
@@ -54,7 +54,7 @@ def run(ctx, argv):
         sys.stdout.write("".join(i["id"] + "\n" for i in items))
         return 0
     if opts.format == "json":
-        sys.stdout.write(json.dumps(items or None) + "\n")
+        sys.stdout.write(jsonio.dumps(items or None) + "\n")
         return 0
     if opts.format != "table":
         raise UsageError(f"invalid format option {opts.format!r}")

@@ -2,7 +2,7 @@
 
 `--format json` prints only a JSON array of host pids (containerd parses it)."""
 
-import json
+from pyruntime import jsonio
 import subprocess
 import sys
 
@@ -27,7 +27,7 @@ def run(ctx, argv):
     pids = sorted(mgr.pids()) if stat != "stopped" else []
     if opts.format == "json":
         # runc's bytes: Go's json.Encoder, no spaces ("[12,34]\n")
-        sys.stdout.write(json.dumps(pids, separators=(",", ":")) + "\n")
+        sys.stdout.write(jsonio.dumps(pids, compact=True) + "\n")
         return 0
     if opts.format != "table":
         raise UsageError(f"invalid format option {opts.format!r}")

@@ -58,11 +58,11 @@ def run(ctx, argv):
 
 def _wants_terminal(bundle: str) -> bool:
     """A cheap look at process.terminal (create validates the config properly)."""
-    import json
+    from pyruntime import jsonio
 
     try:
         with open(os.path.join(os.path.abspath(bundle or os.getcwd()), "config.json"), "rb") as f:
-            return bool((json.loads(f.read()).get("process") or {}).get("terminal"))
+            return bool((jsonio.loads(f.read()).get("process") or {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False
 

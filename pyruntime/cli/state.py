@@ -1,6 +1,6 @@
 """pyruntime state ID: the OCI state JSON on stdout."""
 
-import json
+from pyruntime import jsonio
 import sys
 
 from pyruntime.cli._flags import Flag, parse
@@ -13,7 +13,7 @@ def run(ctx, argv):
 
     cdir, record, stat = load(ctx, one_id(rest, "state"), lock=False)
     cdir.close()
-    sys.stdout.write(json.dumps(runc_state(record, stat), indent=2) + "\n")
+    sys.stdout.write(jsonio.dumps(runc_state(record, stat), indent=2) + "\n")
     return 0
 
 

@@ -4,7 +4,7 @@ Writes to the cgroup only what the update names (as runc does: the files of the 
 name are left as they are), and records the new values merged over the container's current
 resources in its saved config."""
 
-import json
+from pyruntime import jsonio
 import sys
 
 from pyruntime.cli._flags import Flag, parse
@@ -84,7 +84,7 @@ def flag_resources(opts) -> dict:
 
 
 def merge(base: dict, new: dict) -> dict:
-    out = json.loads(json.dumps(base or {}))
+    out = jsonio.loads(jsonio.dumps(base or {}))
     for section, value in new.items():
         if isinstance(value, dict) and isinstance(out.get(section), dict):
             out[section].update(value)
@@ -101,7 +101,7 @@ def to_apply(old: dict, new: dict, version: str) -> dict:
     Partners a value cannot be written without are taken from the recorded config:
     cpu quota/period (runc: "leave the unset one at the old value"), and on cgroup v2 the memory
     limit that memory.swap.max (swap - limit) is computed from."""
-    out = json.loads(json.dumps(new))
+    out = jsonio.loads(jsonio.dumps(new))
     out.pop("devices", None)
     cpu, old_cpu = out.get("cpu"), old.get("cpu") or {}
     if isinstance(cpu, dict):
@@ -125,7 +125,7 @@ def run(ctx, argv):
     if opts.resources:
         try:
             raw = sys.stdin.read() if opts.resources == "-" else open(opts.resources).read()
-            new = json.loads(raw)
+            new = jsonio.loads(raw)
         except OSError as e:
             raise RuntimeFailure(f"open {opts.resources}: {e.strerror.lower()}") from None
         except ValueError as e:

@@ -26,7 +26,7 @@ def load(ctx, cid: str, *, lock: bool = True) -> tuple[st.ContainerDir, dict, st
 
 def config_spec(record: dict):
     """The spec model of a container, rebuilt from the config saved at create."""
-    from pyruntime.spec.model import Spec, build
+    from pyruntime.spec._model import Spec, build
 
     return build(Spec, record["config"])
 
@@ -161,7 +161,7 @@ def kill(ctx, cid: str, sig: int, *, all_procs: bool = False) -> None:
         if pidfd is None:
             raise WrongState("container not running")
         try:
-            from pyruntime.linux.syscalls import pidfd_send_signal
+            from _signal import pidfd_send_signal  # the C module: no ctypes, no IntEnum
 
             pidfd_send_signal(pidfd, sig)
         except OSError as e:

@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
-import re
 
 from pyruntime.errors import NotFound, RuntimeFailure, UsageError
+from pyruntime import jsonio
 
-_ID_RE = re.compile(r"^[\w+\-\.]+$")
+# runc: ^[\w+-\.]+$ with Go's ASCII \w
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 MAX_ID_LEN = 1024
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+
+
+def _valid_chars(name: str) -> bool:
+    return bool(name) and _ID_CHARS.issuperset(name)
 
 
 def validate_id(cid: str) -> None:
     """runc's rules: [\\w+-.]+, not '.' or '..', bounded length."""
     if not cid:
         raise UsageError("container id cannot be empty")
-    if cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > MAX_ID_LEN:
+    if cid in (".", "..") or not _valid_chars(cid) or len(cid) > MAX_ID_LEN:
         raise UsageError(f"invalid container id format: {cid}")
 
 
@@ -45,7 +49,7 @@ class Store:
             return []
         except PermissionError:
             raise RuntimeFailure(f"open {self.root}: permission denied (use --root, or set XDG_RUNTIME_DIR)") from None
-        return sorted(n for n in names if not n.startswith(".") and _ID_RE.match(n))
+        return sorted(n for n in names if not n.startswith(".") and _valid_chars(n))
 
     def create(self, cid: str) -> "ContainerDir":
         """Make the container's directory (atomic) and return it locked."""
@@ -132,7 +136,7 @@ class ContainerDir:
     def read(self) -> dict:
         try:
             with open(os.path.join(self.path, STATE_FILE), "rb") as f:
-                return json.loads(f.read())
+                return jsonio.loads(f.read())
         except FileNotFoundError:
             raise NotFound("container does not exist") from None
         except ValueError as e:
@@ -140,7 +144,7 @@ class ContainerDir:
 
     def write(self, state: dict) -> None:
         """Atomic: temp file, fsync, rename."""
-        data = json.dumps(state, separators=(",", ":")).encode()
+        data = jsonio.dumps(state, compact=True).encode()
         tmp = os.path.join(self.path, f".{STATE_FILE}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:

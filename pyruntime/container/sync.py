@@ -7,10 +7,10 @@ RuntimeFailure with the child's one-line message.
 
 from __future__ import annotations
 
-import json
 import socket
 
 from pyruntime.errors import RuntimeFailure
+from pyruntime import jsonio
 
 MAX = 1 << 20
 
@@ -29,7 +29,7 @@ class Channel:
 
     def send(self, type_: str, fds: list[int] | None = None, **data) -> None:
         data["type"] = type_
-        payload = json.dumps(data).encode()
+        payload = jsonio.dumps(data).encode()
         if fds:
             socket.send_fds(self.sock, [payload], fds)
         else:
@@ -42,7 +42,7 @@ class Channel:
             payload, got = self.sock.recv(MAX), []
         if not payload:
             raise EOFError("peer closed the sync channel")
-        return json.loads(payload), list(got)
+        return jsonio.loads(payload), list(got)
 
     def expect(self, type_: str, *, fds: int = 0, what: str = "") -> tuple[dict, list[int]]:
         """Receive one message of type_; a child error becomes a RuntimeFailure."""

@@ -11,22 +11,10 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 
-import attrs
-
 from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import paths
 from pyruntime.linux import syscalls as sc
-
-
-@attrs.frozen
-class DeviceNode:
-    path: str
-    type: str  # c, b, u, p
-    major: int = 0
-    minor: int = 0
-    file_mode: int = 0o666
-    uid: int = 0
-    gid: int = 0
+from pyruntime.linux._records import DeviceNode  # noqa: F401 (part of this API)
 
 
 DEFAULT_DEVICES = (

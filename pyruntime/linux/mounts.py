@@ -5,9 +5,8 @@ parseMountOptions): unknown options go to the data string.
 
 from __future__ import annotations
 
-import attrs
-
 from pyruntime.linux import syscalls as sc
+from pyruntime.linux._records import MountOptions  # noqa: F401 (part of this API)
 
 # option -> (clear, flag)
 _FLAGS: dict[str, tuple[bool, int]] = {
@@ -80,30 +79,6 @@ _REC_ATTRS: dict[str, tuple[bool, int]] = {
     "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
 }
 _ATIME_OPTS = {"rrelatime", "rnorelatime", "rnoatime", "ratime", "rstrictatime", "rnostrictatime"}
-
-
-@attrs.frozen
-class MountOptions:
-    flags: int = 0
-    propagation: tuple[int, ...] = ()
-    rec_set: int = 0
-    rec_clr: int = 0
-    data: tuple[str, ...] = ()
-    tmpcopyup: bool = False
-    idmap: bool = False
-    ridmap: bool = False
-
-    @property
-    def is_bind(self) -> bool:
-        return bool(self.flags & sc.MS_BIND)
-
-    @property
-    def data_str(self) -> str:
-        return ",".join(self.data)
-
-    @property
-    def has_rec_attrs(self) -> bool:
-        return bool(self.rec_set or self.rec_clr)
 
 
 def parse_options(options: tuple[str, ...] | list[str] | None) -> MountOptions:

@@ -20,12 +20,10 @@ import errno
 import os
 import stat as stat_mod
 
-import attrs
-
 from pyruntime.linux import syscalls as sc
+from pyruntime.linux._records import _ONE, Resolved  # noqa: F401 (Resolved is part of this API)
 
 _IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
-_ONE = sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_BENEATH
 _MAX_LINKS = 40
 
 
@@ -56,39 +54,6 @@ def open_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
     """openat2(root_fd, path, flags|O_CLOEXEC, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)."""
     rel = path.lstrip("/") or "."
     return sc.openat2(root_fd, rel, flags | os.O_CLOEXEC, mode, _IN_ROOT)
-
-
-@attrs.define
-class Resolved:
-    """Result of walk_in_root: `parent_fd` is an O_PATH fd of the directory holding `name`
-    (`name` is "" when the path is the root itself; parent_fd is then a dup of the root fd)."""
-
-    parent_fd: int
-    name: str
-    path: str  # the resolved path inside the root, absolute ("/" for the root)
-
-    def open(self, flags: int = os.O_PATH, mode: int = 0) -> int:
-        """Open the final component (mounts on it are crossed, symlinks are not followed)."""
-        if not self.name:
-            return os.open(".", flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=self.parent_fd)
-        return sc.openat2(self.parent_fd, self.name, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode, _ONE)
-
-    def lstat(self) -> os.stat_result | None:
-        try:
-            if not self.name:
-                return os.stat(self.parent_fd)
-            return os.stat(self.name, dir_fd=self.parent_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-
-    def close(self) -> None:
-        os.close(self.parent_fd)
-
-    def __enter__(self) -> "Resolved":
-        return self
-
-    def __exit__(self, *a: object) -> None:
-        self.close()
 
 
 def walk_in_root(root_fd: int, path: str, *, mkdir_parents: bool = False, mkdir_last: bool = False,

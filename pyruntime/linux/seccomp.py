@@ -51,12 +51,14 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import json
 import os
-from typing import Any, Iterable
+TYPE_CHECKING = False  # not `import typing` (~9 ms at start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from pyruntime import log
 from pyruntime.errors import ConfigError, RuntimeFailure, Unsupported
+from pyruntime import jsonio
 
 # --- constants -------------------------------------------------------------------------------
 
@@ -780,7 +782,7 @@ def handover_notify_fd(sync_fd: int, notify_fd: int) -> None:
     write(2) of HANDOVER_LEN bytes, a JSON datagram {"type": "seccomp-fd", "fd": N} padded with
     spaces (pyruntime.container.sync.Channel reads it as a normal message). The parent calls
     `fetch_notify_fd(pid, N)` before the child may exec."""
-    msg = json.dumps({"type": "seccomp-fd", "fd": notify_fd}).encode().ljust(HANDOVER_LEN)
+    msg = jsonio.dumps({"type": "seccomp-fd", "fd": notify_fd}).encode().ljust(HANDOVER_LEN)
     n = os.write(sync_fd, msg)
     if n != HANDOVER_LEN:
         raise RuntimeFailure("short write handing over the seccomp notify fd")
@@ -810,7 +812,7 @@ def send_to_listener(listener_path: str, notify_fd: int, state: dict, metadata: 
     if metadata:
         msg["metadata"] = metadata
     msg["state"] = state
-    payload = json.dumps(msg).encode()
+    payload = jsonio.dumps(msg).encode()
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
             s.settimeout(10)
@@ -843,7 +845,7 @@ def add_monitor(seccomp: Any, socket_path: str, syscalls: Iterable[str] | str) -
     """The container's Seccomp (a new spec object) with listenerPath = socket_path and the
     monitored syscalls recorded for `compile_filter` (listenerMetadata). The profile's own
     rules are untouched: the monitor is a separate, permissive filter (see module docstring)."""
-    from pyruntime.spec.model import Seccomp, build
+    from pyruntime.spec._model import Seccomp, build
 
     names = monitor_rules(syscalls)
     if seccomp is None:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
-_ARCH = platform.machine()
+_ARCH = os.uname().machine
 # x86_64 and aarch64 numbers (the new mount API and openat2 share numbers across arches).
 _NR = {
     "x86_64": {

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # not `from typing import ...`: keeps this module free of
 if TYPE_CHECKING:
     from typing import Any
 
-    from pyruntime.spec.model import LoadedConfig, Process, Resources
+    from pyruntime.spec._model import LoadedConfig, Process, Resources
 
 __all__ = [
     "load_bundle",
@@ -32,18 +32,14 @@ __all__ = [
 
 
 def _parse_json(raw: bytes, prefix: str) -> Any:
-    import json
-
+    from pyruntime import jsonio
     from pyruntime.errors import ConfigError
 
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"invalid number {name}")
-
     try:
-        return json.loads(raw, parse_constant=no_constant)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{prefix}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        return jsonio.loads(raw, constants=False)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        if hasattr(e, "lineno"):  # json.JSONDecodeError (json is imported only on this path)
+            raise ConfigError(f"{prefix}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
         msg = " ".join(str(e).split())
         raise ConfigError(f"{prefix}: invalid JSON: {msg}") from None
 
@@ -68,7 +64,7 @@ def load_bundle(bundle_dir: str, *, for_create: bool = True) -> LoadedConfig:
 
 def load_config_bytes(raw: bytes, *, for_create: bool = True, prefix: str = "config.json") -> LoadedConfig:
     """load_bundle for config bytes already read."""
-    from pyruntime.spec import model
+    from pyruntime.spec import _model as model  # the compiled attrs model (scripts/gen-model.py)
     from pyruntime.spec.validate import check_config, check_schema
 
     data = _parse_json(raw, prefix)
@@ -77,9 +73,7 @@ def load_config_bytes(raw: bytes, *, for_create: bool = True, prefix: str = "con
     unknown_caps = check_config(data, for_create=for_create, prefix=prefix)
     spec = model.build(model.Spec, data)
     if unknown_caps and spec.process is not None:
-        import attrs
-
-        spec = attrs.evolve(spec, process=_drop_caps(spec.process, unknown_caps))
+        spec = model.evolve(spec, process=_drop_caps(spec.process, unknown_caps))
     return model.LoadedConfig(spec=spec, raw=data, digest=_sha256(raw))
 
 
@@ -115,22 +109,22 @@ def _sha256(raw: bytes) -> str:
 
 
 def _drop_caps(proc: Process, unknown: set[str]) -> Process:
-    import attrs
+    from pyruntime.spec.node import evolve, field_names
 
     caps = proc.capabilities
     if caps is None:
         return proc
     kw = {}
-    for a in attrs.fields(type(caps)):
-        v = getattr(caps, a.name)
+    for name in field_names(caps):
+        v = getattr(caps, name)
         if v is not None:
-            kw[a.name] = tuple(c for c in v if c not in unknown)
-    return attrs.evolve(proc, capabilities=attrs.evolve(caps, **kw))
+            kw[name] = tuple(c for c in v if c not in unknown)
+    return evolve(proc, capabilities=evolve(caps, **kw))
 
 
 def load_process(data: Any, *, prefix: str = "process.json") -> Process:
     """Validate and build a process object (`exec --process FILE`; bytes/str are parsed)."""
-    from pyruntime.spec import model
+    from pyruntime.spec import _model as model  # the compiled attrs model (scripts/gen-model.py)
     from pyruntime.spec.validate import check_process, check_schema
 
     if isinstance(data, (bytes, str)):
@@ -143,7 +137,7 @@ def load_process(data: Any, *, prefix: str = "process.json") -> Process:
 
 def load_resources(data: Any, *, prefix: str = "resources") -> Resources:
     """Validate and build a linux.resources object (`update -r FILE`; bytes/str are parsed)."""
-    from pyruntime.spec import model
+    from pyruntime.spec import _model as model  # the compiled attrs model (scripts/gen-model.py)
     from pyruntime.spec.validate import check_resources, check_schema
 
     if isinstance(data, (bytes, str)):

@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from pyruntime.spec.node import Node, build, evolve, field_names, to_json  # noqa: F401 (re-exported)
+
 _META = "oci"
 
 
@@ -30,105 +32,37 @@ def _camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-class _Node:
-    """Base of the model classes: generic eq/hash/repr/to_json (attrs-generated ones would cost
-    ~0.2 ms of import time per class; this keeps `import pyruntime.spec.model` cheap)."""
-
-    __slots__ = ()
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, row[0]) for row in _table(type(self)))
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self._values()))
-
-    def __repr__(self) -> str:
-        parts = [f"{row[0]}={getattr(self, row[0])!r}" for row in _table(type(self)) if getattr(self, row[0]) is not None]
-        return f"{type(self).__name__}({', '.join(parts)})"
-
-    def to_json(self) -> Any:
-        """The JSON form (camelCase keys, None fields omitted)."""
-        return to_json(self)
-
-
-# (attr name, json key, nested class or None, many, mapping) per class, filled lazily.
-_TABLES: dict[type, tuple[tuple[str, str, Any, bool, bool], ...]] = {}
-
-
-def _table(cls: type) -> tuple[tuple[str, str, Any, bool, bool], ...]:
-    t = _TABLES.get(cls)
-    if t is None:
-        rows = []
-        for a in attrs.fields(cls):
-            key, sub, many, mapping = a.metadata[_META]
-            rows.append((a.name, key or _camel(a.name), sub, many, mapping))
-        t = _TABLES[cls] = tuple(rows)
-    return t
-
-
-def build(cls: type, data: Any) -> Any:
-    """Build an instance of `cls` (or None) from already-validated JSON data."""
-    if data is None:
-        return None
-    kw = {}
-    for name, key, sub, many, mapping in _table(cls):
-        v = data.get(key)
-        if v is None:
-            continue
-        if many:
-            v = tuple(build(sub, x) for x in v) if sub else tuple(v)
-        elif mapping:
-            v = {k: build(sub, x) for k, x in v.items()} if sub else dict(v)
-        elif sub:
-            v = build(sub, v)
-        kw[name] = v
-    return cls(**kw)
-
-
-def to_json(obj: Any) -> Any:
-    """The JSON form of a model object (None fields omitted)."""
-    out: dict[str, Any] = {}
-    for name, key, sub, many, mapping in _table(type(obj)):
-        v = getattr(obj, name)
-        if v is None:
-            continue
-        if many:
-            v = [to_json(x) for x in v] if sub else list(v)
-        elif mapping:
-            v = {k: to_json(x) for k, x in v.items()} if sub else dict(v)
-        elif sub:
-            v = to_json(v)
-        out[key] = v
-    return out
-
-
 def _model(cls: type) -> type:
-    return attrs.frozen(cls, slots=True, kw_only=True, eq=False, repr=False, match_args=False, getstate_setstate=False)
+    """attrs.frozen (slots, keyword-only, no generated eq/repr: Node's are generic), then the
+    field table Node, build and to_json walk."""
+    cls = attrs.frozen(cls, slots=True, kw_only=True, eq=False, repr=False, match_args=False,
+                       getstate_setstate=False)
+    rows = []
+    for a in attrs.fields(cls):
+        key, sub, many, mapping = a.metadata[_META]
+        rows.append((a.name, key or _camel(a.name), sub, many, mapping))
+    cls._oci_fields = tuple(rows)
+    return cls
 
 
 # --- config.md: root, mounts, process, hooks -------------------------------------------------
 
 
 @_model
-class Root(_Node):
+class Root(Node):
     path: str | None = _f()
     readonly: bool | None = _f()
 
 
 @_model
-class IDMapping(_Node):
+class IDMapping(Node):
     container_id: int | None = _f("containerID")
     host_id: int | None = _f("hostID")
     size: int | None = _f()
 
 
 @_model
-class Mount(_Node):
+class Mount(Node):
     destination: str | None = _f()
     source: str | None = _f()
     type: str | None = _f()
@@ -138,20 +72,20 @@ class Mount(_Node):
 
 
 @_model
-class ConsoleSize(_Node):
+class ConsoleSize(Node):
     height: int | None = _f()
     width: int | None = _f()
 
 
 @_model
-class Rlimit(_Node):
+class Rlimit(Node):
     type: str | None = _f()
     hard: int | None = _f()
     soft: int | None = _f()
 
 
 @_model
-class Capabilities(_Node):
+class Capabilities(Node):
     bounding: tuple[str, ...] | None = _f(many=True)
     effective: tuple[str, ...] | None = _f(many=True)
     inheritable: tuple[str, ...] | None = _f(many=True)
@@ -160,7 +94,7 @@ class Capabilities(_Node):
 
 
 @_model
-class Scheduler(_Node):
+class Scheduler(Node):
     policy: str | None = _f()
     nice: int | None = _f()
     priority: int | None = _f()
@@ -171,19 +105,19 @@ class Scheduler(_Node):
 
 
 @_model
-class IOPriority(_Node):
+class IOPriority(Node):
     class_: str | None = _f("class")
     priority: int | None = _f()
 
 
 @_model
-class ExecCPUAffinity(_Node):
+class ExecCPUAffinity(Node):
     initial: str | None = _f()
     final: str | None = _f()
 
 
 @_model
-class User(_Node):
+class User(Node):
     uid: int | None = _f()
     gid: int | None = _f()
     umask: int | None = _f()
@@ -192,7 +126,7 @@ class User(_Node):
 
 
 @_model
-class Process(_Node):
+class Process(Node):
     terminal: bool | None = _f()
     console_size: ConsoleSize | None = _f(cls=ConsoleSize)
     cwd: str | None = _f()
@@ -212,7 +146,7 @@ class Process(_Node):
 
 
 @_model
-class Hook(_Node):
+class Hook(Node):
     path: str | None = _f()
     args: tuple[str, ...] | None = _f(many=True)
     env: tuple[str, ...] | None = _f(many=True)
@@ -220,7 +154,7 @@ class Hook(_Node):
 
 
 @_model
-class Hooks(_Node):
+class Hooks(Node):
     prestart: tuple[Hook, ...] | None = _f(cls=Hook, many=True)
     create_runtime: tuple[Hook, ...] | None = _f(cls=Hook, many=True)
     create_container: tuple[Hook, ...] | None = _f(cls=Hook, many=True)
@@ -233,19 +167,19 @@ class Hooks(_Node):
 
 
 @_model
-class Namespace(_Node):
+class Namespace(Node):
     type: str | None = _f()
     path: str | None = _f()
 
 
 @_model
-class TimeOffset(_Node):
+class TimeOffset(Node):
     secs: int | None = _f()
     nanosecs: int | None = _f()
 
 
 @_model
-class Device(_Node):
+class Device(Node):
     type: str | None = _f()
     path: str | None = _f()
     major: int | None = _f()
@@ -256,12 +190,12 @@ class Device(_Node):
 
 
 @_model
-class NetDevice(_Node):
+class NetDevice(Node):
     name: str | None = _f()
 
 
 @_model
-class DeviceCgroup(_Node):
+class DeviceCgroup(Node):
     allow: bool | None = _f()
     type: str | None = _f()
     major: int | None = _f()
@@ -270,7 +204,7 @@ class DeviceCgroup(_Node):
 
 
 @_model
-class Memory(_Node):
+class Memory(Node):
     limit: int | None = _f()
     reservation: int | None = _f()
     swap: int | None = _f()
@@ -283,7 +217,7 @@ class Memory(_Node):
 
 
 @_model
-class Cpu(_Node):
+class Cpu(Node):
     shares: int | None = _f()
     quota: int | None = _f()
     burst: int | None = _f()
@@ -296,12 +230,12 @@ class Cpu(_Node):
 
 
 @_model
-class Pids(_Node):
+class Pids(Node):
     limit: int | None = _f()
 
 
 @_model
-class WeightDevice(_Node):
+class WeightDevice(Node):
     major: int | None = _f()
     minor: int | None = _f()
     weight: int | None = _f()
@@ -309,14 +243,14 @@ class WeightDevice(_Node):
 
 
 @_model
-class ThrottleDevice(_Node):
+class ThrottleDevice(Node):
     major: int | None = _f()
     minor: int | None = _f()
     rate: int | None = _f()
 
 
 @_model
-class BlockIO(_Node):
+class BlockIO(Node):
     weight: int | None = _f()
     leaf_weight: int | None = _f()
     weight_device: tuple[WeightDevice, ...] | None = _f(cls=WeightDevice, many=True)
@@ -331,31 +265,31 @@ class BlockIO(_Node):
 
 
 @_model
-class HugepageLimit(_Node):
+class HugepageLimit(Node):
     page_size: str | None = _f()
     limit: int | None = _f()
 
 
 @_model
-class InterfacePriority(_Node):
+class InterfacePriority(Node):
     name: str | None = _f()
     priority: int | None = _f()
 
 
 @_model
-class Network(_Node):
+class Network(Node):
     class_id: int | None = _f("classID")
     priorities: tuple[InterfacePriority, ...] | None = _f(cls=InterfacePriority, many=True)
 
 
 @_model
-class Rdma(_Node):
+class Rdma(Node):
     hca_handles: int | None = _f()
     hca_objects: int | None = _f()
 
 
 @_model
-class Resources(_Node):
+class Resources(Node):
     devices: tuple[DeviceCgroup, ...] | None = _f(cls=DeviceCgroup, many=True)
     memory: Memory | None = _f(cls=Memory)
     cpu: Cpu | None = _f(cls=Cpu)
@@ -368,7 +302,7 @@ class Resources(_Node):
 
 
 @_model
-class SeccompArg(_Node):
+class SeccompArg(Node):
     index: int | None = _f()
     value: int | None = _f()
     value_two: int | None = _f()
@@ -376,7 +310,7 @@ class SeccompArg(_Node):
 
 
 @_model
-class SeccompSyscall(_Node):
+class SeccompSyscall(Node):
     names: tuple[str, ...] | None = _f(many=True)
     action: str | None = _f()
     errno_ret: int | None = _f()
@@ -384,7 +318,7 @@ class SeccompSyscall(_Node):
 
 
 @_model
-class Seccomp(_Node):
+class Seccomp(Node):
     default_action: str | None = _f()
     default_errno_ret: int | None = _f()
     architectures: tuple[str, ...] | None = _f(many=True)
@@ -395,7 +329,7 @@ class Seccomp(_Node):
 
 
 @_model
-class IntelRdt(_Node):
+class IntelRdt(Node):
     clos_id: str | None = _f("closID")
     l3_cache_schema: str | None = _f()
     mem_bw_schema: str | None = _f()
@@ -404,20 +338,20 @@ class IntelRdt(_Node):
 
 
 @_model
-class MemoryPolicy(_Node):
+class MemoryPolicy(Node):
     mode: str | None = _f()
     nodes: str | None = _f()
     flags: tuple[str, ...] | None = _f(many=True)
 
 
 @_model
-class Personality(_Node):
+class Personality(Node):
     domain: str | None = _f()
     flags: tuple[str, ...] | None = _f(many=True)
 
 
 @_model
-class Linux(_Node):
+class Linux(Node):
     namespaces: tuple[Namespace, ...] | None = _f(cls=Namespace, many=True)
     uid_mappings: tuple[IDMapping, ...] | None = _f(cls=IDMapping, many=True)
     gid_mappings: tuple[IDMapping, ...] | None = _f(cls=IDMapping, many=True)
@@ -445,7 +379,7 @@ class Linux(_Node):
 
 
 @_model
-class Spec(_Node):
+class Spec(Node):
     oci_version: str | None = _f()
     process: Process | None = _f(cls=Process)
     root: Root | None = _f(cls=Root)

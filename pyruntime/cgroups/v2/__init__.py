@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
+from _signal import SIGKILL  # the C module: `signal` builds IntEnums at import
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable
@@ -182,8 +182,8 @@ class V2Manager(Manager):
     def pids(self) -> list[int]:
         return fs.pids_recursive(self.dir)
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        if sig == signal.SIGKILL and fs.exists(self.dir, "cgroup.kill"):
+    def kill_all(self, sig: int = SIGKILL) -> None:
+        if sig == SIGKILL and fs.exists(self.dir, "cgroup.kill"):
             fs.write(self.dir, "cgroup.kill", "1")
             return
         super().kill_all(sig)
