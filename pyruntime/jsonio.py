@@ -47,10 +47,17 @@ def loads(s: str | bytes, *, constants: bool = True) -> Any:
     if isinstance(s, (bytes, bytearray)):
         s = s.decode("utf-8-sig" if s[:3] == b"\xef\xbb\xbf" else "utf-8")
     idx = len(s) - len(s.lstrip(_WS))
+    scan = _scan if constants else _scan_strict
     try:
-        obj, end = (_scan if constants else _scan_strict)(s, idx)
+        obj, end = scan(s, idx)
     except StopIteration as e:
         _fail("Expecting value", s, e.value)
+    except SystemError:
+        # The C scanner builds its JSONDecodeError from json.decoder only if that module is
+        # already loaded, else it fails without an exception: load it, scan again for the error.
+        import json.decoder  # noqa: F401
+
+        obj, end = scan(s, idx)
     if s[end:].strip(_WS):
         _fail("Extra data", s, end + len(s[end:]) - len(s[end:].lstrip(_WS)))
     return obj

@@ -1,6 +1,7 @@
 """pyruntime.jsonio gives what the stdlib json gives, byte for byte, without importing it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyruntime import jsonio
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 values = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c, max_size=4),
@@ -50,6 +53,16 @@ def test_constants_and_bom():
 def test_does_not_import_json_or_re():
     code = ("import sys; from pyruntime import jsonio; jsonio.dumps(jsonio.loads('{\"a\": [1]}'), indent=2);"
             "print(sorted(m for m in ('json', 're', 'enum') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {sys.path[0]!r}); {code}"],
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {ROOT!r}); {code}"],
                          capture_output=True, text=True, check=True, cwd="/").stdout
     assert out.strip() == "[]"
+
+
+def test_decode_error_without_json_loaded_first():
+    """The C scanner needs json.decoder loaded to raise its error (a fresh process has not)."""
+    code = ("import sys; from pyruntime import jsonio\n"
+            "try:\n    jsonio.loads('{\"a\": [1, }')\nexcept ValueError as e:\n"
+            "    print(type(e).__name__, e.lineno, e.colno)")
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {ROOT!r})\n{code}"],
+                         capture_output=True, text=True, check=True, cwd="/").stdout
+    assert out.split() == ["JSONDecodeError", "1", "11"]
