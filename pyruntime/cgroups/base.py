@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 from pyruntime.cgroups import fs
 
 
+def controller_module(package: str, name: str):
+    """A controller's module (pyruntime.cgroups.v1.memory ...), imported when first used:
+    `delete`, `pause` or `kill --all` need none or one of them, not all of them."""
+    import importlib
+
+    return importlib.import_module(f"{package}.{name}")
+
+
 def g(obj: Any, name: str) -> Any:
     """A field of the spec model (or a stand-in object), None when absent."""
     if obj is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 
 from pyruntime.errors import ConfigError, Unsupported
@@ -15,17 +14,19 @@ def _name(kb: int) -> str:
     return f"{kb}KB"
 
 
-@functools.cache
+_sizes: tuple[str, ...] | None = None  # read once (functools.cache would import ~2 ms of modules)
+
+
 def page_sizes() -> tuple[str, ...]:
-    try:
-        names = os.listdir("/sys/kernel/mm/hugepages")
-    except OSError:
-        return ()
-    out = []
-    for n in names:
-        if n.startswith("hugepages-") and n.endswith("kB"):
-            out.append(_name(int(n[len("hugepages-"):-2])))
-    return tuple(sorted(out))
+    global _sizes
+    if _sizes is None:
+        try:
+            names = os.listdir("/sys/kernel/mm/hugepages")
+        except OSError:
+            names = []
+        _sizes = tuple(sorted(_name(int(n[len("hugepages-"):-2])) for n in names
+                              if n.startswith("hugepages-") and n.endswith("kB")))
+    return _sizes
 
 
 def check_size(size: str) -> str:

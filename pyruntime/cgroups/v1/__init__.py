@@ -11,14 +11,23 @@ if TYPE_CHECKING:
     from typing import Any, Iterable
 
 from pyruntime.cgroups import fs
-from pyruntime.cgroups.base import Manager, empty_stats, finish_stats, g
+from pyruntime.cgroups.base import Manager, controller_module, empty_stats, finish_stats, g
 from pyruntime.cgroups.devices import Emulator, Rule, container_rules, make_rule
 from pyruntime.errors import RuntimeFailure, Unsupported
 
-from . import blkio, cpu, cpuacct, cpuset, devices, freezer, hugetlb, memory, net_cls, net_prio, pids, rdma
 
 # runc 1.1 fs.subsystems order (Set walks it in this order)
-CONTROLLERS = (cpuset, devices, memory, cpu, cpuacct, pids, blkio, hugetlb, net_cls, net_prio, freezer, rdma)
+CONTROLLERS = ('cpuset', 'devices', 'memory', 'cpu', 'cpuacct', 'pids', 'blkio', 'hugetlb', 'net_cls', 'net_prio', 'freezer', 'rdma')
+
+
+
+
+def _ctl(name: str):
+    return controller_module(__name__, name)
+
+
+def _controllers() -> list:
+    return [_ctl(n) for n in CONTROLLERS]
 # hierarchies a process joins although no resource is set there
 JOIN_ONLY = ("perf_event", "misc", "name=systemd")
 
@@ -92,7 +101,7 @@ class V1Manager(Manager):
             try:
                 fs.mkdir_p(d)
                 if ctrl == "cpuset":
-                    cpuset.prepare(d, self._mounts["cpuset"])
+                    _ctl("cpuset").prepare(d, self._mounts["cpuset"])
             except fs.CgroupError as e:
                 if self.rootless and not os.path.isdir(d):
                     from pyruntime.log import debug
@@ -129,8 +138,8 @@ class V1Manager(Manager):
         r = resources
         if g(r, "unified"):
             raise Unsupported("invalid configuration: cannot use unified on cgroup v1")
-        for mod in CONTROLLERS:
-            if mod is devices:
+        for mod in _controllers():
+            if mod.NAME == "devices":
                 if not skip_devices and not self.rootless and "devices" in self._paths:
                     self._set_devices(container_rules(g(r, "devices"), linux_devices))
                 elif not skip_devices and g(r, "devices") and not self.rootless:
@@ -142,7 +151,7 @@ class V1Manager(Manager):
             mod.set(self._need(mod.NAME, _WHAT.get(mod.NAME, mod.NAME)), r, self)
 
     def _set_devices(self, rules: list[Rule]) -> None:
-        self._devices = devices.set_rules(self._paths["devices"], rules)
+        self._devices = _ctl("devices").set_rules(self._paths["devices"], rules)
 
     def device_rules(self) -> list[dict] | None:
         return self._devices.to_list() if self._devices is not None else None
@@ -155,7 +164,7 @@ class V1Manager(Manager):
 
     def _device_rule(self, rule: Rule) -> None:
         p = self._need("devices", "device rules")
-        devices.write_rule(p, rule)
+        _ctl("devices").write_rule(p, rule)
         if self._devices is None:
             self._devices = Emulator.from_devices_list(fs.read(p, "devices.list"))
         else:
@@ -169,14 +178,14 @@ class V1Manager(Manager):
         return p
 
     def freeze(self) -> None:
-        freezer.freeze(self._freezer())
+        _ctl("freezer").freeze(self._freezer())
 
     def thaw(self) -> None:
-        freezer.thaw(self._freezer())
+        _ctl("freezer").thaw(self._freezer())
 
     def frozen(self) -> bool:
         p = self._paths.get("freezer")
-        return p is not None and freezer.frozen(p)
+        return p is not None and _ctl("freezer").frozen(p)
 
     # --- queries -----------------------------------------------------------------------------
     def pids(self) -> list[int]:
@@ -187,7 +196,7 @@ class V1Manager(Manager):
 
     def stats(self) -> dict:
         st = empty_stats()
-        for mod in CONTROLLERS:
+        for mod in _controllers():
             p = self._paths.get(mod.NAME)
             if p is not None and os.path.isdir(p):
                 mod.stats(p, st)
@@ -195,7 +204,7 @@ class V1Manager(Manager):
 
     def oom_kill_count(self) -> int:
         p = self._paths.get("memory")
-        return memory.oom_kill_count(p) if p else 0
+        return _ctl("memory").oom_kill_count(p) if p else 0
 
     def _remove_dirs(self) -> None:
         errors = []

@@ -11,14 +11,23 @@ if TYPE_CHECKING:
     from typing import Any, Iterable
 
 from pyruntime.cgroups import fs
-from pyruntime.cgroups.base import Manager, empty_stats, finish_stats, g
+from pyruntime.cgroups.base import Manager, controller_module, empty_stats, finish_stats, g
 from pyruntime.cgroups.devices import Emulator, Rule, container_rules, make_rule
 from pyruntime.errors import RuntimeFailure, Unsupported
 
-from . import cpu, cpuset, devices, freezer, hugetlb, io, memory, pids, rdma, unified
 
 # runc fs2 Set order
-CONTROLLERS = (pids, memory, io, cpu, cpuset, hugetlb, rdma)
+CONTROLLERS = ('pids', 'memory', 'io', 'cpu', 'cpuset', 'hugetlb', 'rdma')
+
+
+
+
+def _ctl(name: str):
+    return controller_module(__name__, name)
+
+
+def _controllers() -> list:
+    return [_ctl(n) for n in CONTROLLERS]
 _PERM = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
@@ -133,11 +142,11 @@ class V2Manager(Manager):
             raise Unsupported("cannot set network.classID/priorities: net_cls and net_prio do not exist "
                               "on cgroup v2")
         if self._no_access:
-            if any(mod.needed(r) for mod in CONTROLLERS) or g(r, "unified"):
+            if any(mod.needed(r) for mod in _controllers()) or g(r, "unified"):
                 raise Unsupported(f"cannot set cgroup limits: rootless container has no write access to {self.dir}")
             return
         avail = self.available()
-        for mod in CONTROLLERS:
+        for mod in _controllers():
             if not mod.needed(r):
                 continue
             if mod.NAME not in avail:
@@ -145,10 +154,10 @@ class V2Manager(Manager):
                                   f"available in {self.dir} (cgroup.controllers)")
             mod.set(self.dir, r, self)
         if not skip_devices and not self.rootless:
-            self._devices = devices.set_rules(self.dir, container_rules(g(r, "devices"), linux_devices))
+            self._devices = _ctl("devices").set_rules(self.dir, container_rules(g(r, "devices"), linux_devices))
         u = g(r, "unified")
         if u:
-            unified.set(self.dir, u, avail)
+            _ctl("unified").set(self.dir, u, avail)
 
     def device_rules(self) -> list[dict] | None:
         return self._devices.to_list() if self._devices is not None else None
@@ -165,18 +174,18 @@ class V2Manager(Manager):
                                  "(set() was not called on this manager or its state)")
         emu = Emulator(self._devices.default_allow, self._devices.rules)
         emu.apply(rule)
-        devices.install(self.dir, emu)
+        _ctl("devices").install(self.dir, emu)
         self._devices = emu
 
     # --- freezer -----------------------------------------------------------------------------
     def freeze(self) -> None:
-        freezer.freeze(self.dir)
+        _ctl("freezer").freeze(self.dir)
 
     def thaw(self) -> None:
-        freezer.thaw(self.dir)
+        _ctl("freezer").thaw(self.dir)
 
     def frozen(self) -> bool:
-        return freezer.frozen(self.dir)
+        return _ctl("freezer").frozen(self.dir)
 
     # --- queries -----------------------------------------------------------------------------
     def pids(self) -> list[int]:
@@ -196,7 +205,7 @@ class V2Manager(Manager):
         return finish_stats(st)
 
     def oom_kill_count(self) -> int:
-        return memory.oom_kill_count(self.dir)
+        return _ctl("memory").oom_kill_count(self.dir)
 
     def cgroup_fd_v2(self) -> int | None:
         return os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
