@@ -2,7 +2,6 @@
 
 from pyruntime import jsonio
 import os
-import re
 
 from pyruntime.cli._flags import Flag, parse
 from pyruntime.errors import RuntimeFailure, UsageError
@@ -27,18 +26,21 @@ FLAGS = [
     Flag("help,h"),
 ]
 
-# fullmatch with ASCII digits: `$` would accept a trailing newline, `\d` non-ASCII digits
-_USER_RE = re.compile(r"([0-9]{1,10})(?::([0-9]{1,10}))?")
 _MAXID = 2**32 - 2
+
+
+def _decimal(text: str) -> bool:
+    """1 to 10 ASCII digits (int() would also take " 2", "+2", "2_0" or non-ASCII digits)."""
+    return 1 <= len(text) <= 10 and all("0" <= c <= "9" for c in text)
 
 
 def parse_user(text: str) -> tuple[int, int | None]:
     """Strictly `uid[:gid]`, decimal, in range (no names, signs, spaces or trailing junk)."""
-    m = _USER_RE.fullmatch(text)
-    if not m:
+    u, colon, g = text.partition(":")
+    if not _decimal(u) or (colon and not _decimal(g)):
         raise UsageError(f"invalid --user {text!r}: must be <uid>[:<gid>] with numeric ids")
-    uid = int(m.group(1))
-    gid = int(m.group(2)) if m.group(2) is not None else None
+    uid = int(u)
+    gid = int(g) if colon else None
     if uid > _MAXID or (gid is not None and gid > _MAXID):
         raise UsageError(f"invalid --user {text!r}: id out of range")
     return uid, gid
@@ -107,7 +109,7 @@ def _process_from_flags(base: dict, args: list[str], opts) -> dict:
         gids = []
         for g in opts.additional_gids:
             # as strict as --user (Python's int() would take " 2", "+2" or "2_0")
-            if not re.fullmatch(r"[0-9]{1,10}", g) or int(g) > _MAXID:
+            if not _decimal(g) or int(g) > _MAXID:
                 raise UsageError(f"invalid --additional-gids {g!r}: must be a numeric gid")
             gids.append(int(g))
         p.setdefault("user", {})["additionalGids"] = gids

@@ -70,6 +70,9 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
     if not os.path.isdir(bundle):
         raise RuntimeFailure(f"bundle {bundle!r}: no such directory")
     loaded = load_bundle(bundle)
+    from pyruntime.container import seal
+
+    seal.confirm(loaded.raw)
     spec = loaded.spec
     if extra_seccomp is not None:
         spec = extra_seccomp(spec)

@@ -34,6 +34,9 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             raise WrongState("cannot exec in a paused container (use --ignore-paused to override)")
         if stat not in (RUNNING, CREATED, PAUSED):
             raise WrongState("cannot exec in a stopped container")
+        from pyruntime.container import seal
+
+        seal.confirm(record.get("config"), exec_process=proc.to_json())
         spec = config_spec(record)
         linux = spec.linux
         init_pid = record["pid"]
