@@ -245,19 +245,26 @@ def _assert_probe(res: dict) -> None:
     assert res["writable"] == [], res  # ...but none of them writable
 
 
-def test_ptrace_container_cannot_write_joining_process_files(rt, no_leaks_here):
-    """A process joining the container (`exec`) is stopped while it still runs the runtime's
-    interpreter inside the container's pid namespace; the container (CAP_SYS_PTRACE: the
-    non-dumpable flag does not stop it; CAP_CHECKPOINT_RESTORE: the command is sealed) opens
-    its exe and map_files."""
-    cid = rt.new_id()
-    run_detached(rt, _ptrace_bundle(rt, ["sleep", "1000"]), cid)
+def _probe_joiner(rt, cid: str, bundle: str):
+    """Run the container, catch an `exec` while it runs the runtime inside the container, probe
+    it from the container; (exec's process, was it sealed, the probe's findings)."""
+    run_detached(rt, bundle, cid)
     p, pid = catch_joiner(rt, cid, "true")
     try:
         sealed = _sealed(pid)
         text = _probe(rt, cid, nspid(pid))
     finally:
         release(p, pid)
+    return p, sealed, text
+
+
+def test_ptrace_container_cannot_write_joining_process_files(rt, no_leaks_here):
+    """A process joining the container (`exec`) is stopped while it still runs the runtime's
+    interpreter inside the container's pid namespace; the container (CAP_SYS_PTRACE: the
+    non-dumpable flag does not stop it; CAP_CHECKPOINT_RESTORE: the command is sealed) opens
+    its exe and map_files."""
+    cid = rt.new_id()
+    p, sealed, text = _probe_joiner(rt, cid, _ptrace_bundle(rt, ["sleep", "1000"]))
     assert p.returncode == 0
     assert sealed
     _assert_probe(text)
@@ -270,13 +277,7 @@ def test_ptrace_only_container_reaches_nothing_writable_unsealed(rt, no_leaks_he
     exe (the immutable interpreter), but not its map_files (ld.so, libc, extension modules,
     writable host files here, unsealed: following them needs CAP_CHECKPOINT_RESTORE)."""
     cid = rt.new_id()
-    run_detached(rt, _ptrace_bundle(rt, ["sleep", "1000"], caps=("CAP_SYS_PTRACE",)), cid)
-    p, pid = catch_joiner(rt, cid, "true")
-    try:
-        sealed = _sealed(pid)
-        text = _probe(rt, cid, nspid(pid))
-    finally:
-        release(p, pid)
+    p, sealed, text = _probe_joiner(rt, cid, _ptrace_bundle(rt, ["sleep", "1000"], caps=("CAP_SYS_PTRACE",)))
     assert p.returncode == 0
     assert not sealed
     assert text["exe"] and text["writable"] == [], text
