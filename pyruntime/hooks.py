@@ -3,7 +3,6 @@ optional timeout. A hook that exits without reading stdin does not break the run
 
 from __future__ import annotations
 
-import os
 
 from pyruntime.errors import RuntimeFailure
 from pyruntime import jsonio

@@ -9,7 +9,6 @@ single object, so one error produces one line.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

@@ -84,6 +84,8 @@ def test_parallel_mixed_commands_on_one_id(rt):
             clean_output(r)
             if args[0] == "state":
                 _check_state_output(r)
+            elif args[0] == "exec" and r.returncode > 128 and not r.stderr:
+                pass  # the exec'd process was killed by a concurrent kill: 128+N, as runc says
             elif r.returncode != 0:
                 assert len(error_lines(r.stderr)) == 1, (args, r.stderr)
             creates_ok += args[0] == "create" and r.returncode == 0

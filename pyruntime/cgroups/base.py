@@ -11,8 +11,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterable
 
-from pyruntime.cgroups import fs
-
 
 def controller_module(package: str, name: str):
     """A controller's module (pyruntime.cgroups.v1.memory ...), imported when first used:

@@ -1,7 +1,6 @@
 """pyruntime exec [flags] ID [COMMAND ARGS...]  or  pyruntime exec --process FILE ID"""
 
 from pyruntime import jsonio
-import os
 
 from pyruntime.cli._flags import Flag, parse
 from pyruntime.errors import RuntimeFailure, UsageError
@@ -51,7 +50,7 @@ def run(ctx, argv):
     if not rest:
         raise UsageError('"exec" requires a minimum of 1 argument(s)')
     cid, args = rest[0], rest[1:]
-    from pyruntime.container.lifecycle import config_spec, load
+    from pyruntime.container.lifecycle import load
     from pyruntime.spec import load_process
 
     if opts.process:

@@ -1,7 +1,6 @@
 """pyruntime list [-q] [--format table|json]"""
 
 from pyruntime import jsonio
-import os
 import sys
 
 from pyruntime.cli._flags import Flag, parse

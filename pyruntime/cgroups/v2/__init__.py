@@ -200,7 +200,7 @@ class V2Manager(Manager):
     def stats(self) -> dict:
         st = empty_stats()
         if self.exists():
-            for mod in (cpu, memory, pids, io, hugetlb, cpuset):
+            for mod in map(_ctl, ("cpu", "memory", "pids", "io", "hugetlb", "cpuset")):
                 mod.stats(self.dir, st)
         return finish_stats(st)
 
