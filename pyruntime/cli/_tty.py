@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 
 from pyruntime.errors import RuntimeFailure
+from pyruntime.linux import sockets
 
 
 class ConsoleProxy:
     def __init__(self) -> None:
-        self._mine, self.child_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._mine, self.child_socket = sockets.socketpair(sockets.SOCK_STREAM)
         self.master: int | None = None
 
     def receive_master(self) -> None:
-        _msg, fds, _f, _a = socket.recv_fds(self._mine, 4096, 1)
+        _msg, fds = sockets.recv_fds(self._mine, 4096, 1)
         if not fds:
             raise RuntimeFailure("container did not send its pty master")
         self.master = fds[0]

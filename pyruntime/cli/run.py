@@ -4,7 +4,6 @@ create + start; in the foreground, wait for the container, forward signals to it
 with its status (128+N when killed by signal N), then delete it unless --keep."""
 
 import os
-import signal
 
 from pyruntime.cli._flags import Flag, parse
 from pyruntime.cli.create import FLAGS as CREATE_FLAGS, monitor_hook, one_id, preserve_fds
@@ -69,8 +68,10 @@ def _wants_terminal(bundle: str) -> bool:
 
 def wait_foreground(pid: int, proxy=None) -> int:
     """We are a child subreaper and the init is our child: forward signals, reap, return status."""
-    fwd = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
-                                                   signal.SIGWINCH if proxy else signal.SIGKILL)]
+    import _signal  # the C module: `signal` builds IntEnums at import
+
+    keep = {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD} | ({_signal.SIGWINCH} if proxy else set())
+    fwd = [s for s in range(1, _signal.NSIG) if s not in keep]  # every signal, as runc forwards
 
     def forward(signum, _frame):
         try:
@@ -80,8 +81,8 @@ def wait_foreground(pid: int, proxy=None) -> int:
 
     for s in fwd:
         try:
-            signal.signal(s, forward)
-        except (OSError, ValueError, RuntimeError):
+            _signal.signal(s, forward)
+        except (OSError, ValueError, RuntimeError):  # glibc's reserved real-time signals
             pass
     if proxy is not None:
         proxy.copy_until_exit(pid)

@@ -189,19 +189,9 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     fifo_fd = os.open(cdir.fifo, os.O_PATH | os.O_CLOEXEC)
     console_sock = None
     if spec.process.terminal:
-        if not console_socket:
-            raise RuntimeFailure("cannot allocate tty if pyruntime will detach without setting console socket")
-        import socket
+        from pyruntime.linux import console
 
-        if isinstance(console_socket, socket.socket):  # `run` in the foreground: our own pty proxy
-            console_sock = console_socket
-        else:
-            console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            try:
-                console_sock.connect(console_socket)
-            except OSError as e:
-                console_sock.close()
-                raise RuntimeFailure(f"connect to console socket {console_socket}: {e.strerror}") from None
+        console_sock = console.connect(console_socket)
     preload(spec)
     mount_fds = {}
     if any(m.uid_mappings or m.gid_mappings or (m.options and ("idmap" in m.options or "ridmap" in m.options))

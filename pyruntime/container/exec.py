@@ -12,7 +12,7 @@ is gone), forwarding signals, and exits with E2's status.
 from __future__ import annotations
 
 import os
-import signal
+from _signal import SIGKILL  # the C module: `signal` builds IntEnums at import
 
 from pyruntime.container.status import PAUSED, RUNNING, CREATED
 from pyruntime.container.seal import check_mappings
@@ -52,18 +52,9 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             seccomp_filter = seccomp.compile_filter(linux.seccomp)
         console_sock = None
         if proc.terminal:
-            import socket
+            from pyruntime.linux import console
 
-            if isinstance(console_socket, socket.socket):
-                console_sock = console_socket
-            elif console_socket:
-                console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-                try:
-                    console_sock.connect(console_socket)
-                except OSError as e:
-                    raise RuntimeFailure(f"connect to console socket {console_socket}: {e.strerror}") from None
-            else:
-                raise RuntimeFailure("cannot allocate tty if pyruntime will detach without setting console socket")
+            console_sock = console.connect(console_socket)
         from pyruntime.container.init import preload
 
         preload(spec)
@@ -104,7 +95,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
     except BaseException:
         for p in pids:
             try:
-                os.kill(p, signal.SIGKILL)
+                os.kill(p, SIGKILL)
                 os.waitpid(p, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
@@ -131,7 +122,7 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_
         if lock_fd is not None:
             os.close(lock_fd)
         sc.set_dumpable(False)  # before joining: nothing inside may ptrace or open /proc/<us>
-        sc.set_pdeathsig(signal.SIGKILL)
+        sc.set_pdeathsig(SIGKILL)
         if proc.exec_cpu_affinity is not None and proc.exec_cpu_affinity.initial:
             # Before the cgroup transition (spec); `final` is set just before execve.
             from pyruntime.linux.process import set_affinity

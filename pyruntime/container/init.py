@@ -12,8 +12,7 @@ Nothing here returns to the caller: each child ends in os._exit or execve. Error
 from __future__ import annotations
 
 import os
-import signal
-import socket
+from _signal import SIGKILL  # the C module: `signal` builds IntEnums at import
 import sys
 
 from pyruntime.container.sync import Channel
@@ -53,7 +52,7 @@ class InitConfig:
         self.new_ns_flags: int = kw.get("new_ns_flags", 0)
         self.cgroup = kw.get("cgroup")
         self.fifo_fd: int | None = kw.get("fifo_fd")
-        self.console_sock: socket.socket | None = kw.get("console_sock")
+        self.console_sock = kw.get("console_sock")  # a connected socket, or None
         self.preserve_fds: int = kw.get("preserve_fds", 0)
         self.no_pivot: bool = kw.get("no_pivot", False)
         self.no_new_keyring: bool = kw.get("no_new_keyring", False)
@@ -84,7 +83,7 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
                 os.close(fd)
             except OSError:
                 pass
-        sc.set_pdeathsig(signal.SIGKILL)
+        sc.set_pdeathsig(SIGKILL)
         # Nothing in the container may ptrace or open /proc/<pid>/ of a runtime process.
         # (Rootless: only after the parent, an unprivileged user, has written our id maps.)
         if not cfg.rootless:

@@ -7,21 +7,20 @@ RuntimeFailure with the child's one-line message.
 
 from __future__ import annotations
 
-import socket
-
-from pyruntime.errors import RuntimeFailure
 from pyruntime import jsonio
+from pyruntime.errors import RuntimeFailure
+from pyruntime.linux import sockets
 
 MAX = 1 << 20
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: sockets.Socket) -> None:
         self.sock = sock
 
     @classmethod
     def pair(cls) -> tuple["Channel", "Channel"]:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        a, b = sockets.socketpair(sockets.SOCK_SEQPACKET)
         return cls(a), cls(b)
 
     def fileno(self) -> int:
@@ -31,13 +30,13 @@ class Channel:
         data["type"] = type_
         payload = jsonio.dumps(data).encode()
         if fds:
-            socket.send_fds(self.sock, [payload], fds)
+            sockets.send_fds(self.sock, payload, fds)
         else:
             self.sock.send(payload)
 
     def recv(self, *, fds: int = 0) -> tuple[dict, list[int]]:
         if fds:
-            payload, got, _flags, _addr = socket.recv_fds(self.sock, MAX, fds)
+            payload, got = sockets.recv_fds(self.sock, MAX, fds)
         else:
             payload, got = self.sock.recv(MAX), []
         if not payload:

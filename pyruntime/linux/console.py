@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import struct
 import termios
 
 from pyruntime.errors import RuntimeFailure
+from pyruntime.linux import sockets
 from pyruntime.linux import syscalls as sc
 
 TIOCGPTN = 0x80045430
@@ -37,9 +37,25 @@ def set_size(fd: int, size) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
 
 
-def send_master(console_sock: socket.socket, master: int, name: str) -> None:
+def connect(console_socket) -> sockets.Socket:
+    """The socket the pty master goes to: `--console-socket PATH` connected, or the socket
+    `run`/`exec` in the foreground made for their own pty proxy."""
+    if not console_socket:
+        raise RuntimeFailure("cannot allocate tty if pyruntime will detach without setting console socket")
+    if isinstance(console_socket, sockets.Socket):
+        return console_socket
+    sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
     try:
-        socket.send_fds(console_sock, [name.encode()], [master])
+        sock.connect(console_socket)
+    except OSError as e:
+        sock.close()
+        raise RuntimeFailure(f"connect to console socket {console_socket}: {e.strerror}") from None
+    return sock
+
+
+def send_master(console_sock: sockets.Socket, master: int, name: str) -> None:
+    try:
+        sockets.send_fds(console_sock, name.encode(), [master])
     except OSError as e:
         raise RuntimeFailure(f"sending the pty master to the console socket: {e.strerror}") from None
 
@@ -59,7 +75,7 @@ def make_controlling(slave: int) -> None:
         os.dup2(slave, fd)
 
 
-def setup(console_sock: socket.socket, size, *, bind: bool = True) -> None:
+def setup(console_sock: sockets.Socket, size, *, bind: bool = True) -> None:
     master, slave, name = open_pty()
     try:
         set_size(master, size)

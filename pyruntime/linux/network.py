@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import struct
 
 from pyruntime.errors import RuntimeFailure
+from pyruntime.linux import sockets
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -16,10 +16,13 @@ IFF_UP = 0x1
 
 
 def loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+    s = sockets.socket(sockets.AF_INET, sockets.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH", b"lo", 0)
         flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req + b"\0" * 22)[:18])[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP) + b"\0" * 22)
+    finally:
+        s.close()
 
 
 def move_net_devices(net_devices: dict, netns_pid: int) -> None:
