@@ -147,7 +147,7 @@ class _Undo:
 
 def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console_socket,
            preserve_fds, no_pivot, no_new_keyring) -> None:
-    from pyruntime.container.init import InitConfig, preload, stage1
+    from pyruntime.container.init import InitConfig, stage1
     from pyruntime.container.sync import Channel
     from pyruntime.linux import namespaces as ns
 
@@ -192,7 +192,6 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         from pyruntime.linux import console
 
         console_sock = console.connect(console_socket)
-    preload(spec)
     mount_fds = {}
     if any(m.uid_mappings or m.gid_mappings or (m.options and ("idmap" in m.options or "ridmap" in m.options))
            for m in spec.mounts or ()):
@@ -218,6 +217,10 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         child_main(stage1, cfg, child)
     undo.pids.append(pid)
     child.close()
+    # What comes after the init's pid, loaded while stage 1 waits to join the cgroup.
+    if cgroup is not None:
+        cgroup.load_controllers()
+    from pyruntime.hooks import oci_state, run_hooks
     for _, fd in join_fds:
         os.close(fd)
     for fd in mount_fds.values():
@@ -247,8 +250,6 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
             from pyruntime.linux.network import move_net_devices
 
             move_net_devices(linux.net_devices, init_pid)
-        from pyruntime.hooks import oci_state, run_hooks
-
         hook_state = oci_state(record, CREATING)
         if spec.hooks is not None:
             run_hooks(spec.hooks.prestart, hook_state, kind="prestart")

@@ -55,9 +55,6 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             from pyruntime.linux import console
 
             console_sock = console.connect(console_socket)
-        from pyruntime.container.init import preload
-
-        preload(spec)
         parent, child = Channel.pair()
         sc.set_child_subreaper()
         lock_fd = cdir._fd
@@ -65,7 +62,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         if pid == 0:
             try:
                 keyring = None if record.get("no_new_keyring") else cid
-                _e1(child, parent, lock_fd, mgr, join_fds, proc, linux, console_sock,
+                _e1(child, parent, lock_fd, mgr, join_fds, proc, spec, console_sock,
                     seccomp_filter, preserve_fds, "user" in join, keyring)
             finally:
                 os._exit(1)
@@ -113,9 +110,11 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
     return wait_foreground(epid, proxy)
 
 
-def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_filter,
+def _e1(chan, other, lock_fd, mgr, join_fds, proc, spec, console_sock, seccomp_filter,
         preserve_fds, in_userns, keyring) -> None:
-    from pyruntime.container.init import _die, exec_process, join_container_keyring, prepare_process
+    linux = spec.linux
+    from pyruntime.container.init import (_die, exec_process, join_cgroup_and_preload,
+                                          join_container_keyring, prepare_process)
 
     try:
         other.close()
@@ -128,8 +127,7 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, linux, console_sock, seccomp_
             from pyruntime.linux.process import set_affinity
 
             set_affinity(proc.exec_cpu_affinity.initial)
-        if mgr is not None:
-            mgr.apply(os.getpid())
+        join_cgroup_and_preload(mgr, spec)  # before setns(mnt): the host's files are needed
         from pyruntime.linux import namespaces as ns
 
         ns.join_all(join_fds)

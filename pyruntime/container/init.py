@@ -40,6 +40,61 @@ def preload(spec) -> None:
         from pyruntime.linux import seccomp  # noqa: F401
 
 
+def join_cgroup_and_preload(cgroup, spec, *, rootfs: bool = False) -> None:
+    """Join the container's cgroup (stage 1, for itself and the processes it forks) and import
+    what the container's process needs (preload; `rootfs`: the rootfs code too), at once.
+
+    The first cgroup migration after a quiet spell waits for an RCU grace period in the kernel
+    (cgroup_threadgroup_rwsem; ~12 ms here, runc waits as long): the imports run in a thread
+    meanwhile (the write releases the GIL). The thread is gone before this returns, so the
+    forks that follow copy a single-threaded process."""
+    if cgroup is None:
+        _load(spec, rootfs)
+        return
+    import _thread
+
+    done = _thread.allocate_lock()
+    done.acquire()
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            _load(spec, rootfs)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            failed.append(e)
+        finally:
+            done.release()
+
+    _thread.start_new_thread(load, ())
+    try:
+        cgroup.apply(os.getpid())
+    finally:
+        done.acquire()
+        _wait_single_threaded()
+    if failed:
+        raise failed[0]
+
+
+def _wait_single_threaded() -> None:
+    """Until the kernel has reaped the helper thread: setns(user) and unshare(CLONE_NEWUSER)
+    refuse a multithreaded caller (EINVAL), and forks should copy one thread only."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while len(os.listdir("/proc/self/task")) > 1:
+        if time.monotonic() > deadline:
+            raise RuntimeFailure("stage 1: the import thread did not exit")
+        os.sched_yield()
+
+
+def _load(spec, rootfs: bool) -> None:
+    preload(spec)
+    if rootfs:
+        from pyruntime.linux import mounts, rootfs as rootfs_mod  # noqa: F401
+        if spec.linux is not None and any(n.type == "network" and not n.path for n in spec.linux.namespaces or ()):
+            from pyruntime.linux import network  # noqa: F401
+
+
 class InitConfig:
     """Everything the children need, prepared by the parent before fork (inherited by fork)."""
 
@@ -88,8 +143,7 @@ def stage1(cfg: InitConfig, chan: Channel) -> None:
         # (Rootless: only after the parent, an unprivileged user, has written our id maps.)
         if not cfg.rootless:
             sc.set_dumpable(False)
-        if cfg.cgroup is not None:
-            cfg.cgroup.apply(os.getpid())
+        join_cgroup_and_preload(cfg.cgroup, cfg.spec, rootfs=True)
         from pyruntime.linux import namespaces as ns
 
         ns.join_all(cfg.join_fds)
