@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${PYRUNTIME_VENV:-/opt/pyruntime/venv}
 APT_PKGS=(busybox-static runc crun podman conmon catatonit containerd uidmap libcap-dev
           libseccomp2 libseccomp-dev python3-venv python3-dev gcc util-linux procps iproute2
-          kmod e2fsprogs time)
+          kmod e2fsprogs time strace)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -50,6 +50,9 @@ def run(ctx, argv):
     if not rest:
         raise UsageError('"exec" requires a minimum of 1 argument(s)')
     cid, args = rest[0], rest[1:]
+    from pyruntime.cgroups import warmup
+
+    warmup.start()  # the kernel's wait for the cgroup join, begun now (cgroups/warmup.py)
     from pyruntime.container.lifecycle import load
     from pyruntime.spec import load_process
 

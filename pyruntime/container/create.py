@@ -66,6 +66,10 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
     from pyruntime.spec import load_bundle
 
     st.validate_id(cid)
+    if not ctx.rootless:
+        from pyruntime.cgroups import warmup
+
+        warmup.start()  # the kernel's wait for the cgroup join, begun now (cgroups/warmup.py)
     bundle = os.path.abspath(bundle or os.getcwd())
     if not os.path.isdir(bundle):
         raise RuntimeFailure(f"bundle {bundle!r}: no such directory")
@@ -212,6 +216,9 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     # `run` can wait for it. After we exit it is re-parented to our caller's subreaper
     # (conmon, containerd-shim), which is what those callers expect.
     sc.set_child_subreaper()
+    from pyruntime.cgroups import warmup
+
+    warmup.finish()
     pid = os.fork()
     if pid == 0:
         child_main(stage1, cfg, child)

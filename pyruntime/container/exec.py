@@ -57,6 +57,9 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             console_sock = console.connect(console_socket)
         parent, child = Channel.pair()
         sc.set_child_subreaper()
+        from pyruntime.cgroups import warmup
+
+        warmup.finish()
         lock_fd = cdir._fd
         pid = os.fork()
         if pid == 0:
