@@ -187,9 +187,28 @@ class Manager(abc.ABC):
                 from pyruntime.log import warn
                 warn(f"kill_all: thaw failed: {e}")
 
+    def _dirs(self) -> list[str]:
+        """The container's cgroup directories (one per hierarchy; one on v2)."""
+        raise NotImplementedError
+
+    def _remove_if_empty(self) -> bool:
+        """The common case, a stopped container without child cgroups: one rmdir per directory
+        (the kernel refuses, EBUSY, while a process or a child cgroup is in it). False when
+        something is still there: destroy then kills, waits and removes children."""
+        for d in self._dirs():
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False
+        return True
+
     def destroy(self, timeout: float = 10.0) -> None:
         """SIGKILL what is left, wait for the cgroup to be empty, remove every directory
         (children first, with retries). Idempotent."""
+        if self._remove_if_empty():
+            return
         deadline = time.monotonic() + timeout
         if self.exists() and self.pids():
             self.kill_all(SIGKILL)

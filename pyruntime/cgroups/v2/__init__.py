@@ -69,6 +69,9 @@ class V2Manager(Manager):
     def freezer_state_file(self) -> str | None:
         return os.path.join(self.dir, "cgroup.events")
 
+    def _dirs(self) -> list[str]:
+        return [self.dir]
+
     def exists(self) -> bool:
         return os.path.isdir(self.dir)
 
