@@ -118,6 +118,6 @@ def test_the_runtime_never_imports_attrs():
     code = (f"import sys; sys.path.insert(0, {ROOT!r}); import {', '.join(mods)}; "
             "from pyruntime.spec import load_config_bytes; "
             f"load_config_bytes(open({os.path.join(ROOT, 'bundles', 'demo', 'config.json')!r}, 'rb').read()); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('attr', 'attrs', 'typing', 'inspect', 'json')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('attr', 'attrs', 'typing', 'inspect', 'json', 're', 'enum')))")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -340,3 +340,34 @@ def test_trailing_newline_pattern_divergence():
     d = base()
     d["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB\n", "limit": 1}]
     refused(d, "/linux/resources/hugepageLimits/0/pageSize", "invalid page size")
+
+
+# --- parse_version without re: the SemVer regex it replaced, on ASCII input ----------------------
+
+import re as _re
+
+from hypothesis import given, settings
+from hypothesis import strategies as _st
+
+_SEMVER = _re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+                      r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?")
+_PIECES = _st.sampled_from(["0", "1", "01", "10", "1.0.0", ".", "-", "+", "a", "rc", "-rc.1", "+b.2", "..", "x-y", ""])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_st.lists(_PIECES, max_size=8).map("".join) | _st.text(alphabet="0123456789.-+aZ", max_size=16))
+def test_parse_version_agrees_with_the_semver_regex(v):
+    from pyruntime.spec.validate import parse_version
+
+    m = _SEMVER.fullmatch(v)
+    assert parse_version(v) == ((int(m[1]), int(m[2]), int(m[3])) if m else None)
+
+
+def test_parse_version_examples():
+    from pyruntime.spec.validate import parse_version
+
+    assert parse_version("1.3.0") == (1, 3, 0)
+    assert parse_version("1.0.2-dev") == (1, 0, 2)
+    assert parse_version("1.2.3-rc.1+build.5") == (1, 2, 3)
+    for bad in ("1.2", "01.2.3", "1.2.3-", "1.2.3+", "1.2.3-a..b", "1.٢.3", "v1.2.3", "1.2.3 "):
+        assert parse_version(bad) is None, bad

@@ -4,7 +4,7 @@
 # fmt: off
 # ruff: noqa
 # mypy: ignore-errors
-import re
+from pyruntime.regex import patterns as _patterns
 
 Decimal = float  # json.loads never makes Decimals; keeps `decimal` out of the import
 
@@ -32,10 +32,10 @@ class JsonSchemaValuesException(JsonSchemaException):
 VERSION = "2.22.3"
 
 
-REGEX_PATTERNS = {
-    '^[1-9][0-9]*[KMG]B$': re.compile('^[1-9][0-9]*[KMG]B\\Z'),
-    '.{1,}': re.compile('.{1,}')
-}
+REGEX_PATTERNS = _patterns({
+    '^[1-9][0-9]*[KMG]B$': ('^[1-9][0-9]*[KMG]B\\Z', 32, [14, 4, 0, 3, 4294967295, 6, 0, 13, 5, 22, 49, 57, 0, 24, 10, 0, 4294967295, 13, 5, 22, 48, 57, 0, 1, 13, 11, 9, 0, 0, 10368, 0, 0, 0, 0, 0, 0, 16, 66, 6, 7, 1], 0, {}, (None,)),
+    '.{1,}': ('.{1,}', 32, [14, 4, 0, 1, 4294967295, 24, 5, 1, 4294967295, 2, 1, 1], 0, {}, (None,)),
+}, 20220615)
 
 NoneType = type(None)
 
