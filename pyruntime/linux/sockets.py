@@ -8,7 +8,7 @@ These are its `socketpair`, `send_fds` and `recv_fds`, on the C socket objects i
 from __future__ import annotations
 
 import _socket
-from array import array
+import struct  # not array: it imports collections.abc (~1.3 ms)
 
 AF_UNIX = _socket.AF_UNIX
 AF_INET = _socket.AF_INET
@@ -32,16 +32,17 @@ def socket(family: int, type_: int) -> Socket:
 
 def send_fds(sock: Socket, payload: bytes, fds: list[int]) -> int:
     """socket.send_fds(sock, [payload], fds)."""
-    return sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array("i", fds))])
+    return sock.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
 
 
 def recv_fds(sock: Socket, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:
     """socket.recv_fds without the flags and address: (payload, fds), fds close-on-exec."""
-    item = array("i").itemsize
+    item = struct.calcsize("i")
     msg, ancdata, _flags, _addr = sock.recvmsg(bufsize, _socket.CMSG_LEN(maxfds * item),
                                                getattr(_socket, "MSG_CMSG_CLOEXEC", 0))
-    fds = array("i")
+    fds: list[int] = []
     for level, kind, data in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % item)])
-    return msg, list(fds)
+            n = len(data) // item
+            fds.extend(struct.unpack(f"{n}i", data[: n * item]))
+    return msg, fds
