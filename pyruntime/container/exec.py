@@ -130,7 +130,7 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, spec, console_sock, seccomp_f
             from pyruntime.linux.process import set_affinity
 
             set_affinity(proc.exec_cpu_affinity.initial)
-        join_cgroup_and_preload(mgr, spec)  # before setns(mnt): the host's files are needed
+        join_cgroup_and_preload(mgr, spec, proc=proc)  # before setns(mnt): the host's files are needed
         from pyruntime.linux import namespaces as ns
 
         ns.join_all(join_fds)

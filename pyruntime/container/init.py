@@ -21,18 +21,23 @@ from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import syscalls as sc
 
 
-def preload(spec) -> None:
+def preload(spec, proc=None) -> None:
     """Import now everything needed after pivot_root/setns(mnt): from then on the host's
-    filesystem, and with it Python's stdlib and this package, are out of reach."""
+    filesystem, and with it Python's stdlib and this package, are out of reach. `proc` is the
+    process to start (default: the config's)."""
     import fcntl  # noqa: F401
-    import resource  # noqa: F401
     import struct  # noqa: F401
-    import termios  # noqa: F401
 
     import prctl  # noqa: F401
 
     from pyruntime import hooks  # noqa: F401
-    from pyruntime.linux import capabilities, console, process, procfs  # noqa: F401
+    from pyruntime.linux import capabilities, process, procfs  # noqa: F401
+
+    proc = proc if proc is not None else spec.process
+    if proc is not None and proc.rlimits:
+        import resource  # noqa: F401
+    if proc is not None and proc.terminal:
+        from pyruntime.linux import console  # noqa: F401 (termios)
 
     if spec.hooks is not None and (spec.hooks.start_container or spec.hooks.create_container):
         import subprocess  # noqa: F401
@@ -40,7 +45,7 @@ def preload(spec) -> None:
         from pyruntime.linux import seccomp  # noqa: F401
 
 
-def join_cgroup_and_preload(cgroup, spec, *, rootfs: bool = False) -> None:
+def join_cgroup_and_preload(cgroup, spec, *, proc=None, rootfs: bool = False) -> None:
     """Join the container's cgroup (stage 1, for itself and the processes it forks) and import
     what the container's process needs (preload; `rootfs`: the rootfs code too), at once.
 
@@ -49,7 +54,7 @@ def join_cgroup_and_preload(cgroup, spec, *, rootfs: bool = False) -> None:
     meanwhile (the write releases the GIL). The thread is gone before this returns, so the
     forks that follow copy a single-threaded process."""
     if cgroup is None:
-        _load(spec, rootfs)
+        _load(spec, proc, rootfs)
         return
     import _thread
 
@@ -59,7 +64,7 @@ def join_cgroup_and_preload(cgroup, spec, *, rootfs: bool = False) -> None:
 
     def load() -> None:
         try:
-            _load(spec, rootfs)
+            _load(spec, proc, rootfs)
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             failed.append(e)
         finally:
@@ -87,8 +92,8 @@ def _wait_single_threaded() -> None:
         os.sched_yield()
 
 
-def _load(spec, rootfs: bool) -> None:
-    preload(spec)
+def _load(spec, proc, rootfs: bool) -> None:
+    preload(spec, proc)
     if rootfs:
         from pyruntime.linux import mounts, rootfs as rootfs_mod  # noqa: F401
         if spec.linux is not None and any(n.type == "network" and not n.path for n in spec.linux.namespaces or ()):

@@ -26,7 +26,9 @@ PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 
 def set_rlimits(rlimits) -> None:
-    import resource
+    if not rlimits:
+        return
+    import resource  # preloaded (container.init.preload) when the process has rlimits
 
     for r in rlimits or ():
         num = RLIMITS.get(r.type)
