@@ -8,7 +8,9 @@ wait. So `create` and `exec` start that wait as soon as they know they will join
 thread writes our own pid into our own cgroup (a migration that moves nothing, but takes the
 rwsem as every migration does) while the main thread validates, imports and prepares; when the
 container's stage 1 joins its cgroup a few milliseconds later, the readers are already in slow
-mode and the join is immediate. `finish()` waits for that thread before any fork.
+mode and the join is immediate (or waits only for the rest of the same grace period, while it
+imports what it needs in a thread of its own). The thread only writes to a file: the fork of
+stage 1 need not wait for it (the child has none of it); `finish()` reaps it later.
 
 The migration holds cgroup_mutex through its wait, as every migration does: cgroupfs mkdir and
 writes elsewhere wait with it, so `create` starts it before validating the config (measured:
@@ -20,12 +22,13 @@ from __future__ import annotations
 import os
 
 _done = None  # the lock the thread releases when it is finished, while one runs
+_owner = 0  # the pid that started it (a forked child has no such thread)
 
 
 def start(root: str = "/sys/fs/cgroup") -> None:
     """Start the background no-op migration (once; without privileges it fails quietly)."""
-    global _done
-    if _done is not None:
+    global _done, _owner
+    if _done is not None and _owner == os.getpid():
         return
     import _thread
 
@@ -40,14 +43,15 @@ def start(root: str = "/sys/fs/cgroup") -> None:
         finally:
             lock.release()
 
-    _done = lock
+    _done, _owner = lock, os.getpid()
     _thread.start_new_thread(run, ())
 
 
 def finish() -> None:
-    """Wait until the thread is gone (before forking, or unsharing a user namespace)."""
+    """Wait until the thread is gone (before unsharing a user namespace, or to be tidy)."""
     global _done
-    if _done is None:
+    if _done is None or _owner != os.getpid():
+        _done = None
         return
     _done.acquire()
     _done = None

@@ -216,9 +216,6 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     # `run` can wait for it. After we exit it is re-parented to our caller's subreaper
     # (conmon, containerd-shim), which is what those callers expect.
     sc.set_child_subreaper()
-    from pyruntime.cgroups import warmup
-
-    warmup.finish()
     pid = os.fork()
     if pid == 0:
         child_main(stage1, cfg, child)
@@ -227,6 +224,9 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
     # What comes after the init's pid, loaded while stage 1 waits to join the cgroup.
     if cgroup is not None:
         cgroup.load_controllers()
+    from pyruntime.cgroups import warmup
+
+    warmup.finish()
     from pyruntime.hooks import oci_state, run_hooks
     for _, fd in join_fds:
         os.close(fd)

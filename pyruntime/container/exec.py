@@ -57,9 +57,6 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             console_sock = console.connect(console_socket)
         parent, child = Channel.pair()
         sc.set_child_subreaper()
-        from pyruntime.cgroups import warmup
-
-        warmup.finish()
         lock_fd = cdir._fd
         pid = os.fork()
         if pid == 0:
@@ -74,6 +71,9 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             os.close(fd)
         if console_sock is not None and not proxy:
             console_sock.close()
+        from pyruntime.cgroups import warmup
+
+        warmup.finish()
     finally:
         cdir.close()
     pids = [pid]
