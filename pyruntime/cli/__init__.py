@@ -173,6 +173,12 @@ def _main(argv: list[str], from_cli: bool) -> int:
             from pyruntime.container.seal import seal
 
             seal(cmd, args, ctx.root)
+            if not ctx.rootless:
+                # The kernel's wait before the container joins its cgroup, begun now, in the
+                # background (cgroups/warmup.py): the earlier, the more of it is hidden.
+                from pyruntime.cgroups import warmup
+
+                warmup.start()
         import importlib
 
         mod = importlib.import_module(f"pyruntime.cli.{entry[0]}")

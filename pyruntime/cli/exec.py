@@ -52,7 +52,7 @@ def run(ctx, argv):
     cid, args = rest[0], rest[1:]
     from pyruntime.cgroups import warmup
 
-    warmup.start()  # the kernel's wait for the cgroup join, begun now (cgroups/warmup.py)
+    warmup.start()  # (done already by the CLI: cgroups/warmup.py)
     from pyruntime.container.lifecycle import load
     from pyruntime.spec import load_process
 

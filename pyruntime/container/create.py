@@ -69,7 +69,7 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
     if not ctx.rootless:
         from pyruntime.cgroups import warmup
 
-        warmup.start()  # the kernel's wait for the cgroup join, begun now (cgroups/warmup.py)
+        warmup.start()  # (done already by the CLI: cgroups/warmup.py)
     bundle = os.path.abspath(bundle or os.getcwd())
     if not os.path.isdir(bundle):
         raise RuntimeFailure(f"bundle {bundle!r}: no such directory")
@@ -175,7 +175,11 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         record["cgroup"] = cgroup.to_state()
         record["freezer_state"] = cgroup.freezer_state_file()
         cdir.write(record)
-        cgroup.create()
+        if rootless:
+            cgroup.create()  # what it may skip (no access) must be known here, for set()
+        # else stage 1 makes the directories as it joins them (apply): cgroupfs mkdir waits for
+        # cgroup_mutex, which the warm-up's migration holds through its grace period
+        # (cgroups/warmup.py); stage 1 waits there while it imports, the parent goes on.
 
     seccomp_filter = None
     if linux.seccomp is not None:
