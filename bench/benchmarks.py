@@ -170,6 +170,12 @@ def _run_true(h: Harness, rt: str, tag: str, rss: bool = False):
 # 1. lifecycle
 
 
+def _gap(o) -> None:
+    """--gap: let the host go quiet before a timed command (outside the timed region)."""
+    if getattr(o, "gap", 0):
+        time.sleep(o.gap / 1000)
+
+
 def bench_lifecycle(h: Harness, rts: list[str], o) -> dict:
     rec = Recorder(o.max_failures)
     for rt in rts:
@@ -178,6 +184,7 @@ def bench_lifecycle(h: Harness, rts: list[str], o) -> dict:
         measured = i >= o.warmup
         for rt in rotate(rts, i):
             if rec.active("lifecycle", rt):
+                _gap(o)
                 try:
                     s = lifecycle_once(h, rt, "lc")
                 except RoundFailed as e:
@@ -186,6 +193,7 @@ def bench_lifecycle(h: Harness, rts: list[str], o) -> dict:
                     rec.ok("lifecycle", rt, measured, **{k: s[k] for k in
                                                          ("total", "create", "start", "wait", "delete")})
             if rec.active("run", rt):
+                _gap(o)
                 r = _run_true(h, rt, "run")
                 if r.ok:
                     rec.ok("run", rt, measured, run=r.wall_ms)
@@ -195,7 +203,7 @@ def bench_lifecycle(h: Harness, rts: list[str], o) -> dict:
     m = rec.metric
     return {
         "title": "Lifecycle of /bin/true: create + start + wait for exit + delete; and `run`",
-        "params": {"rounds": o.rounds, "warmup": o.warmup},
+        "params": {"rounds": o.rounds, "warmup": o.warmup, "gap_ms": getattr(o, "gap", 0.0)},
         "metrics": [
             m("lifecycle", "total", "create+start+wait+delete", "ms", rts, target_vs("runc")),
             m("lifecycle", "create", "  create", "ms", rts),
@@ -338,6 +346,7 @@ def bench_exec(h: Harness, rts: list[str], o) -> dict:
             for rt in rotate(rts, i):
                 if rt not in sleepers or not rec.active("exec", rt):
                     continue
+                _gap(o)
                 r = h.cmd(rt, "exec", sleepers[rt][0], "/bin/true")
                 if r.ok:
                     rec.ok("exec", rt, i >= o.warmup, exec=r.wall_ms)
@@ -350,7 +359,7 @@ def bench_exec(h: Harness, rts: list[str], o) -> dict:
     m = rec.metric
     return {
         "title": "`exec` of /bin/true into a running `sleep 1000` container",
-        "params": {"rounds": o.rounds, "warmup": o.warmup},
+        "params": {"rounds": o.rounds, "warmup": o.warmup, "gap_ms": getattr(o, "gap", 0.0)},
         "metrics": [
             m("exec", "exec", "exec /bin/true", "ms", rts, target_vs("runc")),
         ],

@@ -44,6 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"),
                     help="where to write the results (default bench/results/latest.json)")
     ap.add_argument("--warmup", type=int, default=1, help="discarded leading rounds (default 1)")
+    ap.add_argument("--gap", type=float, default=0.0,
+                    help="idle ms before each timed lifecycle/run/exec (default 0: back to back). "
+                         "~100 makes every command pay its own cgroup-migration grace period, as a "
+                         "single start on a quiet host does (see bench/README.md)")
     ap.add_argument("--seq-count", type=int, default=100, help="runs per sequential batch (100)")
     ap.add_argument("--seq-reps", type=int, default=3, help="sequential batches per runtime (3)")
     ap.add_argument("--par-width", type=int, default=20, help="lifecycles in parallel (20)")
