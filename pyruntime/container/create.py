@@ -252,8 +252,9 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         record["init_start_time"] = start_time(init_pid)
         if cgroup is not None:
             # Limits go on once the init is inside (runc's procReady order): a pids.max of 0
-            # or 1 must not stop the runtime's own forks, and the init's setup (mknod, mounts)
-            # runs under the final device rules.
+            # or 1 must not stop the runtime's own forks. Meanwhile the init mounts the rootfs
+            # and makes its device nodes (as runc's does before its limits), unless prestart or
+            # createRuntime hooks must run first; createContainer hooks wait for this.
             cgroup.set(linux.resources, linux_devices=linux.devices or ())
             record["cgroup"] = cgroup.to_state()
         cdir.write(record)
@@ -265,7 +266,10 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         if spec.hooks is not None:
             run_hooks(spec.hooks.prestart, hook_state, kind="prestart")
             run_hooks(spec.hooks.create_runtime, hook_state, kind="createRuntime")
-        parent.send("go")  # the init builds its hooks' state itself: annotations may not fit a datagram
+        try:
+            parent.send("go")  # the init builds its hooks' state itself: annotations may not fit a datagram
+        except OSError:
+            parent.expect("ready")  # the init failed already: raises its own message
         while True:
             msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":

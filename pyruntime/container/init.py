@@ -196,8 +196,12 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
     spec = cfg.spec
     proc = spec.process
     linux = spec.linux
-    # The parent runs prestart/createRuntime hooks, then says go.
-    chan.expect("go")
+    # "go": the parent has applied the cgroup limits and run the prestart/createRuntime hooks.
+    # Without such hooks the rootfs is mounted meanwhile (runc's order too: its limits come
+    # after the rootfs); with them, first, so they see the namespaces before any mount.
+    early = spec.hooks is None or not (spec.hooks.prestart or spec.hooks.create_runtime)
+    if not early:
+        chan.expect("go")
     # The state for the hooks run in the container namespace (createContainer, startContainer):
     # built here, not sent, since annotations can exceed what one sync datagram carries.
     from pyruntime.hooks import oci_state
@@ -227,6 +231,8 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
                               mount_fds=cfg.mount_fds)
     for fd in cfg.mount_fds.values():
         os.close(fd)
+    if early:
+        chan.expect("go")  # createContainer hooks fork: within the pids limit, like the process
     if spec.hooks is not None and spec.hooks.create_container:
         from pyruntime.hooks import run_hooks
 
