@@ -16,7 +16,7 @@ from _signal import SIGKILL  # the C module: `signal` builds IntEnums at import
 
 from pyruntime.container.status import PAUSED, RUNNING, CREATED
 from pyruntime.container.seal import check_mappings
-from pyruntime.errors import RuntimeFailure, WrongState
+from pyruntime.errors import WrongState
 from pyruntime.linux import syscalls as sc
 
 
