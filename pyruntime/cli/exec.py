@@ -50,9 +50,6 @@ def run(ctx, argv):
     if not rest:
         raise UsageError('"exec" requires a minimum of 1 argument(s)')
     cid, args = rest[0], rest[1:]
-    from pyruntime.cgroups import warmup
-
-    warmup.start()  # (done already by the CLI: cgroups/warmup.py)
     from pyruntime.container.lifecycle import load
     from pyruntime.spec import load_process
 

@@ -66,10 +66,6 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
     from pyruntime.spec import load_bundle
 
     st.validate_id(cid)
-    if not ctx.rootless:
-        from pyruntime.cgroups import warmup
-
-        warmup.start()  # (done already by the CLI: cgroups/warmup.py)
     bundle = os.path.abspath(bundle or os.getcwd())
     if not os.path.isdir(bundle):
         raise RuntimeFailure(f"bundle {bundle!r}: no such directory")
