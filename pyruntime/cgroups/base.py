@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 def controller_module(package: str, name: str):
     """A controller's module (pyruntime.cgroups.v1.memory ...), imported when first used:
     `delete`, `pause` or `kill --all` need none or one of them, not all of them."""
-    import importlib
-
-    return importlib.import_module(f"{package}.{name}")
+    return __import__(f"{package}.{name}", fromlist=["NAME"])  # not importlib: ~0.4 ms to import
 
 
 def g(obj: Any, name: str) -> Any:

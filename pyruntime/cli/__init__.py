@@ -179,9 +179,8 @@ def _main(argv: list[str], from_cli: bool) -> int:
                 from pyruntime.cgroups import warmup
 
                 warmup.start()
-        import importlib
-
-        mod = importlib.import_module(f"pyruntime.cli.{entry[0]}")
+        # __import__, not importlib.import_module: importing importlib costs ~0.4 ms per command
+        mod = __import__(f"pyruntime.cli.{entry[0]}", fromlist=["run"])
         if _wants_help(args):
             sys.stdout.write(command_help(cmd, entry[1], mod))
             return 0

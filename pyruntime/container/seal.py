@@ -262,11 +262,9 @@ def fast_path(command: str, argv, root: str) -> tuple[bool, str]:
     if why:
         return False, why
     try:
-        import importlib
-
         from pyruntime.cli._flags import parse
 
-        flags = importlib.import_module(f"pyruntime.cli.{command}").FLAGS
+        flags = __import__(f"pyruntime.cli.{command}", fromlist=["FLAGS"]).FLAGS
         opts, rest = parse(flags, list(argv), command=command)
         if command == "exec":
             if not rest:
