@@ -89,8 +89,7 @@ def test_joined_user_namespace(cfg):
     assert not seal.config_verdict(_userns(admin, "/proc/1/ns/user"))[0]
     assert not seal.config_verdict(_userns(admin, "/nonexistent/ns/user"))[0]
     assert seal.config_verdict(_userns(cfg, "/proc/self/ns/user"))[0]  # no caps: fast anyway
-    if not shutil.which("unshare"):
-        pytest.skip("needs unshare")
+    assert shutil.which("unshare"), "unshare (util-linux) is missing: scripts/setup.sh installs it"
     p = subprocess.Popen(["unshare", "-U", "sleep", "60"])
     try:
         mine = os.readlink("/proc/self/ns/user")

@@ -199,7 +199,7 @@ def test_operators(op, hits, misses):
 
 def _podman_seccomp():
     data = json.load(open(PODMAN))["linux"]["seccomp"]
-    from pyruntime.spec.model import Seccomp, build
+    from pyruntime.spec._model import Seccomp, build  # the form the runtime builds
 
     return build(Seccomp, data)
 

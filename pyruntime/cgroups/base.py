@@ -185,9 +185,9 @@ class Manager(abc.ABC):
                 from pyruntime.log import warn
                 warn(f"kill_all: thaw failed: {e}")
 
+    @abc.abstractmethod
     def _dirs(self) -> list[str]:
         """The container's cgroup directories (one per hierarchy; one on v2)."""
-        raise NotImplementedError
 
     def _remove_if_empty(self) -> bool:
         """The common case, a stopped container without child cgroups: one rmdir per directory

@@ -23,49 +23,29 @@ from __future__ import annotations
 
 import os
 
-_done = None  # the lock the thread releases when it is finished, while one runs
-_owner = 0  # the pid that started it (a forked child has no such thread)
+_thread = None  # the Background running the migration, while one runs
 
 
 def start(root: str = "/sys/fs/cgroup") -> None:
     """Start the background no-op migration (once; without privileges it fails quietly)."""
-    global _done, _owner
-    if _done is not None and _owner == os.getpid():
-        return
-    import _thread
+    global _thread
+    if _thread is None:
+        from pyruntime.background import Background
 
-    lock = _thread.allocate_lock()
-    lock.acquire()
-
-    def run() -> None:
-        try:
-            _rewrite_own_cgroup(root)
-        except Exception:  # noqa: BLE001 - only an optimisation
-            pass
-        finally:
-            lock.release()
-
-    _done, _owner = lock, os.getpid()
-    _thread.start_new_thread(run, ())
+        _thread = Background(lambda: _rewrite_own_cgroup(root))
 
 
 def finish() -> None:
-    """Wait until the thread is gone (before unsharing a user namespace, or to be tidy)."""
-    global _done
-    if _done is None or _owner != os.getpid():
-        _done = None
-        return
-    _done.acquire()
-    _done = None
-    for _ in range(100000):  # the kernel reaps the thread just after its last Python step
-        if len(os.listdir("/proc/self/task")) == 1:
-            return
-        os.sched_yield()
+    """Wait until the thread is gone (to be tidy: nothing depends on its result)."""
+    global _thread
+    if _thread is not None:
+        _thread.join()
+        _thread = None
 
 
 def _rewrite_own_cgroup(root: str) -> None:
     """Write our pid into the cgroup.procs of the cgroup we are in: unified first, else the first
-    v1 hierarchy that is mounted under root."""
+    v1 hierarchy that is mounted under root. Failing is fine: it is only an optimisation."""
     with open("/proc/self/cgroup") as f:
         lines = f.read().splitlines()
     for line in sorted(lines, key=lambda ln: not ln.startswith("0::")):

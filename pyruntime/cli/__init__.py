@@ -168,17 +168,10 @@ def _main(argv: list[str], from_cli: bool) -> int:
         ctx = Context(opts)
         ctx.command = cmd
         if cmd in SEALED_COMMANDS and from_cli:
-            # Before anything else: re-executes this command unless its config proves it
-            # unnecessary (CVE-2019-5736, container/seal.py).
-            from pyruntime.container.seal import seal
+            # Before anything else (the seal may re-execute the command): container/entering.py
+            from pyruntime.container.entering import prepare
 
-            seal(cmd, args, ctx.root)
-            if not ctx.rootless:
-                # The kernel's wait before the container joins its cgroup, begun now, in the
-                # background (cgroups/warmup.py): the earlier, the more of it is hidden.
-                from pyruntime.cgroups import warmup
-
-                warmup.start()
+            prepare(cmd, args, ctx.root, rootless=ctx.rootless)
         # __import__, not importlib.import_module: importing importlib costs ~0.4 ms per command
         mod = __import__(f"pyruntime.cli.{entry[0]}", fromlist=["run"])
         if _wants_help(args):

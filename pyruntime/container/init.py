@@ -56,40 +56,15 @@ def join_cgroup_and_preload(cgroup, spec, *, proc=None, rootfs: bool = False) ->
     if cgroup is None:
         _load(spec, proc, rootfs)
         return
-    import _thread
+    from pyruntime.background import Background
 
-    done = _thread.allocate_lock()
-    done.acquire()
-    failed: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            _load(spec, proc, rootfs)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            failed.append(e)
-        finally:
-            done.release()
-
-    _thread.start_new_thread(load, ())
+    loading = Background(lambda: _load(spec, proc, rootfs))
     try:
         cgroup.apply(os.getpid())
     finally:
-        done.acquire()
-        _wait_single_threaded()
-    if failed:
-        raise failed[0]
-
-
-def _wait_single_threaded() -> None:
-    """Until the kernel has reaped the helper thread: setns(user) and unshare(CLONE_NEWUSER)
-    refuse a multithreaded caller (EINVAL), and forks should copy one thread only."""
-    import time
-
-    deadline = time.monotonic() + 5
-    while len(os.listdir("/proc/self/task")) > 1:
-        if time.monotonic() > deadline:
-            raise RuntimeFailure("stage 1: the import thread did not exit")
-        os.sched_yield()
+        failed = loading.join()
+    if failed is not None:
+        raise failed
 
 
 def _load(spec, proc, rootfs: bool) -> None:

@@ -240,19 +240,6 @@ def confirm(config, *, exec_process=None) -> None:
                              "the container unsealed (CVE-2019-5736); run the command again")
 
 
-def _loads(data: bytes):
-    try:  # the C scanner without `import json` (~7 ms), if the runtime has it
-        from pyruntime.jsonio import loads
-    except ImportError:
-        from json import loads
-    return loads(data)
-
-
-def _read_json(path: str):
-    with open(path, "rb") as f:
-        return _loads(f.read())
-
-
 def fast_path(command: str, argv, root: str) -> tuple[bool, str]:
     """(True, why) if `command argv` may skip the re-exec (see the module doc), else
     (False, why not). Never raises: whatever cannot be determined means (False, ...)."""
@@ -263,6 +250,7 @@ def fast_path(command: str, argv, root: str) -> tuple[bool, str]:
         return False, why
     try:
         from pyruntime.cli._flags import parse
+        from pyruntime.jsonio import load_file
 
         flags = __import__(f"pyruntime.cli.{command}", fromlist=["FLAGS"]).FLAGS
         opts, rest = parse(flags, list(argv), command=command)
@@ -276,10 +264,10 @@ def fast_path(command: str, argv, root: str) -> tuple[bool, str]:
                 config = cdir.read().get("config")
             finally:
                 cdir.close()
-            proc = _read_json(opts["process"]) if opts["process"] else None
+            proc = load_file(opts["process"]) if opts["process"] else None
             ok, why = config_verdict(config, exec_caps=opts["cap"], exec_process=proc)
         else:
-            config = _read_json(os.path.join(opts["bundle"] or ".", "config.json"))
+            config = load_file(os.path.join(opts["bundle"] or ".", "config.json"))
             ok, why = config_verdict(config)
     except Exception as e:  # noqa: BLE001 -- the command itself will report it, sealed
         return False, f"cannot tell ({type(e).__name__}: {e})"

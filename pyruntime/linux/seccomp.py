@@ -845,8 +845,7 @@ def add_monitor(seccomp: Any, socket_path: str, syscalls: Iterable[str] | str) -
     """The container's Seccomp (a new spec object) with listenerPath = socket_path and the
     monitored syscalls recorded for `compile_filter` (listenerMetadata). The profile's own
     rules are untouched: the monitor is a separate, permissive filter (see module docstring)."""
-    from pyruntime.spec._model import Seccomp
-    from pyruntime.spec.node import Node, build
+    from pyruntime.spec._model import Seccomp, build
 
     names = monitor_rules(syscalls)
     if seccomp is None:
@@ -857,8 +856,7 @@ def add_monitor(seccomp: Any, socket_path: str, syscalls: Iterable[str] | str) -
             raise ConfigError("monitor: the container's seccomp profile already has a seccomp agent (SCMP_ACT_NOTIFY)")
     data["listenerPath"] = socket_path
     data["listenerMetadata"] = (MONITOR_TAG if seccomp is not None else MONITOR_ONLY_TAG) + ",".join(names)
-    # the same form (attrs or compiled) as what it extends
-    return build(type(seccomp) if isinstance(seccomp, Node) else Seccomp, data)
+    return build(Seccomp, data)
 
 
 def _ns_to_json(s: Any) -> dict:
