@@ -95,14 +95,10 @@ class Manager(abc.ABC):
     def apply(self, pid: int) -> None:
         """Move pid into the cgroup(s) (creating them if needed)."""
 
+    @abc.abstractmethod
     def load_controllers(self) -> None:
         """Import the controller modules `set` walks, ahead of time (`create` does it while the
         init joins the cgroup)."""
-        import sys
-
-        pkg = type(self).__module__  # pyruntime.cgroups.v1 or .v2, which lists its controllers
-        for name in getattr(sys.modules[pkg], "CONTROLLERS", ()):
-            controller_module(pkg, name)
 
     @abc.abstractmethod
     def set(self, resources: Any, *, linux_devices: Iterable = (), skip_devices: bool = False) -> None:

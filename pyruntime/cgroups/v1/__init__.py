@@ -134,6 +134,9 @@ class V1Manager(Manager):
                 raise RuntimeFailure(f"cannot join cgroup {d}: {os.strerror(e.errno)}") from None
             done.add(d)
 
+    def load_controllers(self) -> None:
+        _controllers()
+
     def set(self, resources: Any, *, linux_devices: Iterable = (), skip_devices: bool = False) -> None:
         r = resources
         if g(r, "unified"):

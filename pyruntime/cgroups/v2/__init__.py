@@ -138,6 +138,9 @@ class V2Manager(Manager):
                 return
             raise RuntimeFailure(f"cannot join cgroup {self.dir}: {os.strerror(e.errno)}") from None
 
+    def load_controllers(self) -> None:
+        _controllers()
+
     def set(self, resources: Any, *, linux_devices: Iterable = (), skip_devices: bool = False) -> None:
         r = resources
         net = g(r, "network")
