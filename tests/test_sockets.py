@@ -45,3 +45,24 @@ def test_interoperates_with_the_socket_module():
         os.close(w)
         a.close()
         b.close()
+
+
+def test_sync_channel_reports_the_childs_error_not_a_reset():
+    """A child that fails before reading our "go" exits with it unread: the kernel then reports
+    ECONNRESET once, ahead of the error message the child sent. The parent must read the message."""
+    import pytest
+
+    from pyruntime.container.sync import Channel
+    from pyruntime.errors import RuntimeFailure
+
+    parent, child = Channel.pair()
+    try:
+        parent.send("go")  # never read by the child
+        child.send("error", msg="mount /proc: permission denied")
+        child.close()
+        with pytest.raises(RuntimeFailure, match="mount /proc: permission denied"):
+            parent.expect("ready")
+        with pytest.raises(RuntimeFailure, match="exited unexpectedly"):
+            parent.expect("ready")
+    finally:
+        parent.close()

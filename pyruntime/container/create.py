@@ -265,7 +265,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
         try:
             parent.send("go")  # the init builds its hooks' state itself: annotations may not fit a datagram
         except OSError:
-            parent.expect("ready")  # the init failed already: raises its own message
+            parent.expect("ready")  # the init failed already (EPIPE): raises its own message
         while True:
             msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":

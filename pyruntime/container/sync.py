@@ -35,13 +35,21 @@ class Channel:
             self.sock.send(payload)
 
     def recv(self, *, fds: int = 0) -> tuple[dict, list[int]]:
-        if fds:
-            payload, got = sockets.recv_fds(self.sock, MAX, fds)
-        else:
-            payload, got = self.sock.recv(MAX), []
+        try:
+            payload, got = self._recv(fds)
+        except ConnectionResetError:
+            # The peer exited with a message of ours unread (a child that failed before reading
+            # "go"): the kernel reports ECONNRESET once, ahead of the messages the child sent
+            # before it exited (its error). Those are still queued.
+            payload, got = self._recv(fds)
         if not payload:
             raise EOFError("peer closed the sync channel")
         return jsonio.loads(payload), list(got)
+
+    def _recv(self, fds: int) -> tuple[bytes, list[int]]:
+        if fds:
+            return sockets.recv_fds(self.sock, MAX, fds)
+        return self.sock.recv(MAX), []
 
     def expect(self, type_: str, *, fds: int = 0, what: str = "") -> tuple[dict, list[int]]:
         """Receive one message of type_; a child error becomes a RuntimeFailure."""
