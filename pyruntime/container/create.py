@@ -1,6 +1,6 @@
-"""The parent side of `create`: validate the bundle, make the state dir and cgroup, fork the
-container's processes (pyruntime.container.init), drive them through the sync protocol, run the
-runtime-namespace hooks, and leave the init waiting on exec.fifo.
+"""The parent side of `create`: fork stage 1 (pyruntime.container.init), validate the bundle,
+make the state dir and cgroup, hand stage 1 its config, drive the container's processes through
+the sync protocol, run the runtime-namespace hooks, and leave the init waiting on exec.fifo.
 
 On any failure everything made so far is undone: the init is killed and reaped, the cgroup
 removed, the state directory deleted. Nothing is left behind.
@@ -63,12 +63,57 @@ def _private_netns(namespaces) -> bool:
 def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
            no_new_keyring: bool = False, keep_locked: bool = False, extra_seccomp=None) -> Created:
-    from pyruntime.spec import load_bundle
-
     st.validate_id(cid)
     bundle = os.path.abspath(bundle or os.getcwd())
     if not os.path.isdir(bundle):
         raise RuntimeFailure(f"bundle {bundle!r}: no such directory")
+    undo = _Undo()
+    chan = None
+    try:
+        chan = _fork_stage1(ctx, undo)
+        created = _create(ctx, cid, bundle, chan, undo, pid_file=pid_file, console_socket=console_socket,
+                          preserve_fds=preserve_fds, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                          extra_seccomp=extra_seccomp)
+    except BaseException:
+        undo.run()
+        raise
+    finally:
+        if chan is not None:
+            chan.close()
+    if not keep_locked:
+        created.cdir.close()
+    return created
+
+
+def _fork_stage1(ctx, undo: "_Undo"):
+    """Fork stage 1 before anything else (container.init.stage1): it imports what it needs
+    while this process validates and prepares. Returns our end of the sync channel."""
+    from pyruntime.container.sync import Channel
+
+    parent, child = Channel.pair()
+    # The init is a grandchild; as a child subreaper we inherit it when stage-1 exits, so
+    # `run` can wait for it. After we exit it is re-parented to our caller's subreaper
+    # (conmon, containerd-shim), which is what those callers expect.
+    sc.set_child_subreaper()
+    me = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent.close()
+            from pyruntime.container.init import stage1
+
+            stage1(child, parent=me, rootless=ctx.rootless)
+        finally:
+            os._exit(1)
+    undo.pids.append(pid)
+    child.close()
+    return parent
+
+
+def _create(ctx, cid: str, bundle: str, chan, undo: "_Undo", *, pid_file, console_socket,
+            preserve_fds, no_pivot, no_new_keyring, extra_seccomp) -> Created:
+    from pyruntime.spec import load_bundle
+
     loaded = load_bundle(bundle)
     from pyruntime.container import seal
 
@@ -79,7 +124,7 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
     rootfs = _check_for_create(spec, bundle)
 
     store = st.Store(ctx.root)
-    cdir = store.create(cid)
+    cdir = undo.cdir = store.create(cid)
     me = os.getpid()
     record = {
         "ociVersion": spec.oci_version,
@@ -97,29 +142,22 @@ def create(ctx, cid: str, *, bundle: str | None, pid_file: str | None = None,
         "rootless": ctx.rootless,
         "no_new_keyring": no_new_keyring,  # exec'd processes join _ses.<id> unless set
     }
-    undo = _Undo(cdir)
-    try:
-        cdir.write(record)
-        _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo, console_socket=console_socket,
-               preserve_fds=preserve_fds, no_pivot=no_pivot, no_new_keyring=no_new_keyring)
-        record["status"] = CREATED
-        record.pop("creator", None)
-        cdir.write(record)
-        if pid_file:
-            st.write_pid_file(pid_file, record["pid"])
-    except BaseException:
-        undo.run()
-        raise
-    if not keep_locked:
-        cdir.close()
+    cdir.write(record)
+    _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo, chan, console_socket=console_socket,
+           preserve_fds=preserve_fds, no_pivot=no_pivot, no_new_keyring=no_new_keyring)
+    record["status"] = CREATED
+    record.pop("creator", None)
+    cdir.write(record)
+    if pid_file:
+        st.write_pid_file(pid_file, record["pid"])
     return Created(cdir, record, spec)
 
 
 class _Undo:
-    """Tear down a half-created container: kill, reap, cgroup, state dir."""
+    """Tear down a half-created container: kill, reap, cgroup, state dir (once made)."""
 
-    def __init__(self, cdir: st.ContainerDir) -> None:
-        self.cdir = cdir
+    def __init__(self) -> None:
+        self.cdir: st.ContainerDir | None = None
         self.pids: list[int] = []
         self.cgroup = None
 
@@ -141,14 +179,14 @@ class _Undo:
                 from pyruntime.log import warn
 
                 warn(f"removing cgroup: {e}")
-        self.cdir.remove()
-        self.cdir.close()
+        if self.cdir is not None:
+            self.cdir.remove()
+            self.cdir.close()
 
 
-def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console_socket,
+def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *, console_socket,
            preserve_fds, no_pivot, no_new_keyring) -> None:
-    from pyruntime.container.init import InitConfig, stage1
-    from pyruntime.container.sync import Channel
+    from pyruntime.container.init import InitConfig
     from pyruntime.linux import namespaces as ns
 
     linux = spec.linux
@@ -205,22 +243,16 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, *, console
 
         mount_fds = open_idmapped_mounts(spec, bundle=bundle)
     join_fds = ns.open_join_fds(join)
-    parent, child = Channel.pair()
     cfg = InitConfig(cid=cid, spec=spec, rootfs=rootfs, bundle=bundle, join_fds=join_fds,
                      new_ns_flags=new_flags, cgroup=cgroup, fifo_fd=fifo_fd,
                      console_sock=console_sock, preserve_fds=preserve_fds, no_pivot=no_pivot,
                      no_new_keyring=no_new_keyring, seccomp_filter=seccomp_filter,
-                     rootless=rootless, close_in_child=[parent.fileno()] + _lock_fds(cdir),
-                     mount_fds=mount_fds)
-    # The init is a grandchild; as a child subreaper we inherit it when stage-1 exits, so
-    # `run` can wait for it. After we exit it is re-parented to our caller's subreaper
-    # (conmon, containerd-shim), which is what those callers expect.
-    sc.set_child_subreaper()
-    pid = os.fork()
-    if pid == 0:
-        child_main(stage1, cfg, child)
-    undo.pids.append(pid)
-    child.close()
+                     rootless=rootless, mount_fds=mount_fds)
+    pid = undo.pids[0]  # stage 1
+    try:
+        cfg.send(parent)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # stage 1 failed already: its message comes below
     # What comes after the init's pid, loaded while stage 1 waits to join the cgroup.
     if cgroup is not None:
         cgroup.load_controllers()
@@ -301,21 +333,8 @@ def _forward_seccomp_fd(seccomp_spec, msg: dict, record: dict, pid: int) -> None
         os.close(fd)
 
 
-def _lock_fds(cdir: st.ContainerDir) -> list[int]:
-    # flock is per open file description: a child keeping it would hold our lock forever.
-    return [cdir._fd] if cdir._fd is not None else []
-
-
 def _reap(pid: int) -> None:
     try:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
         return
-
-
-def child_main(fn, cfg, chan) -> None:
-    """Run fn in a forked child; never return into the caller's stack."""
-    try:
-        fn(cfg, chan)
-    finally:
-        os._exit(1)

@@ -1,8 +1,9 @@
 """The container side of `create`: code that runs in the forked children.
 
-stage1 (S1) joins the cgroup and the namespaces given by path, unshares the user namespace
-(the parent writes the id maps), unshares the rest, and forks the init (I), which is pid 1 of a
-new pid namespace. The init builds the container (rootfs, console, sysctl, process attributes),
+stage1 (S1), forked first thing by `create`, imports what the init needs while the parent
+validates the config, then receives its InitConfig (serialised: S1 inherits none of it), joins
+the cgroup and the namespaces given by path, unshares the user namespace (the parent writes the
+id maps), unshares the rest, and forks the init (I), which is pid 1 of a new pid namespace. The init builds the container (rootfs, console, sysctl, process attributes),
 reports `ready`, blocks on exec.fifo until `start`, and execs the user process.
 
 Nothing here returns to the caller: each child ends in os._exit or execve. Errors before
@@ -21,44 +22,58 @@ from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import syscalls as sc
 
 
-def preload(spec, proc=None) -> None:
-    """Import now everything needed after pivot_root/setns(mnt): from then on the host's
-    filesystem, and with it Python's stdlib and this package, are out of reach. `proc` is the
-    process to start (default: the config's)."""
-    import fcntl  # noqa: F401
-    import struct  # noqa: F401
+# What the container's process needs whatever its config (`_modules` adds what it depends on);
+# `_ROOTFS`: what the init needs to build the rootfs. Stage 1 imports `_EARLY` while the parent
+# validates the config (`stage1`).
+_BASE = ("fcntl", "struct", "prctl", "pyruntime.hooks", "pyruntime.linux.capabilities",
+         "pyruntime.linux.process", "pyruntime.linux.procfs")
+_ROOTFS = ("pyruntime.linux.mounts", "pyruntime.linux.rootfs")
+_EARLY = _BASE + _ROOTFS + ("pyruntime.linux.namespaces", "pyruntime.spec._model", "pyruntime.cgroups")
 
-    import prctl  # noqa: F401
 
-    from pyruntime import hooks  # noqa: F401
-    from pyruntime.linux import capabilities, process, procfs  # noqa: F401
-
+def _modules(spec, proc, rootfs: bool) -> list[str]:
+    """What must be imported before pivot_root/setns(mnt), from when on the host's filesystem,
+    and with it Python's stdlib and this package, are out of reach. `proc` is the process to
+    start (default: the config's); `rootfs`: the init's rootfs code too."""
+    names = list(_BASE)
     proc = proc if proc is not None else spec.process
     if proc is not None and proc.rlimits:
-        import resource  # noqa: F401
+        names.append("resource")
     if proc is not None and proc.terminal:
-        from pyruntime.linux import console  # noqa: F401 (termios)
-
+        names.append("pyruntime.linux.console")  # termios
     if spec.hooks is not None and (spec.hooks.start_container or spec.hooks.create_container):
-        import subprocess  # noqa: F401
+        names.append("subprocess")
     if spec.linux is not None and spec.linux.seccomp is not None:
-        from pyruntime.linux import seccomp  # noqa: F401
+        names.append("pyruntime.linux.seccomp")
+    if rootfs:
+        names += _ROOTFS
+        if spec.linux is not None and any(n.type == "network" and not n.path for n in spec.linux.namespaces or ()):
+            names.append("pyruntime.linux.network")
+    return names
+
+
+def _import(names) -> None:
+    for name in names:
+        __import__(name)
 
 
 def join_cgroup_and_preload(cgroup, spec, *, proc=None, rootfs: bool = False) -> None:
     """Join the container's cgroup (stage 1, for itself and the processes it forks) and import
-    what the container's process needs (preload; `rootfs`: the rootfs code too), at once.
+    what the container's process needs (`_modules`; `rootfs`: the rootfs code too), at once.
 
     The first cgroup migration after a quiet spell waits for an RCU grace period in the kernel
-    (cgroup_threadgroup_rwsem; ~12 ms here, runc waits as long): the imports run in a thread
-    meanwhile (the write releases the GIL). The thread is gone before this returns, so the
-    forks that follow copy a single-threaded process."""
-    if cgroup is None:
-        _load(spec, proc, rootfs)
+    (cgroup_threadgroup_rwsem; ~12 ms here, runc waits as long): what is not imported yet is
+    imported in a thread meanwhile (the write releases the GIL). The thread is gone before this
+    returns, so the forks that follow copy a single-threaded process."""
+    missing = [m for m in _modules(spec, proc, rootfs) if m not in sys.modules]
+    if cgroup is None or not missing:
+        _import(missing)
+        if cgroup is not None:
+            cgroup.apply(os.getpid())
         return
     from pyruntime.background import Background
 
-    loading = Background(lambda: _load(spec, proc, rootfs))
+    loading = Background(lambda: _import(missing))
     try:
         cgroup.apply(os.getpid())
     finally:
@@ -67,16 +82,8 @@ def join_cgroup_and_preload(cgroup, spec, *, proc=None, rootfs: bool = False) ->
         raise failed
 
 
-def _load(spec, proc, rootfs: bool) -> None:
-    preload(spec, proc)
-    if rootfs:
-        from pyruntime.linux import mounts, rootfs as rootfs_mod  # noqa: F401
-        if spec.linux is not None and any(n.type == "network" and not n.path for n in spec.linux.namespaces or ()):
-            from pyruntime.linux import network  # noqa: F401
-
-
 class InitConfig:
-    """Everything the children need, prepared by the parent before fork (inherited by fork)."""
+    """Everything the children need, prepared by the parent while stage 1 waits for it."""
 
     def __init__(self, **kw) -> None:
         self.cid: str = kw["cid"]
@@ -93,8 +100,81 @@ class InitConfig:
         self.no_new_keyring: bool = kw.get("no_new_keyring", False)
         self.seccomp_filter = kw.get("seccomp_filter")
         self.rootless: bool = kw.get("rootless", False)
-        self.close_in_child: list[int] = kw.get("close_in_child", [])
         self.mount_fds: dict[int, int] = kw.get("mount_fds", {})
+
+    def send(self, chan: Channel) -> None:
+        """Hand this config to stage 1 (forked before it was made): one "config" message whose
+        fds are a memfd holding the JSON (a config can exceed a datagram), then every fd."""
+        from pyruntime import jsonio
+        from pyruntime.spec.node import to_json
+
+        fds = [fd for _, fd in self.join_fds] + list(self.mount_fds.values())
+        for extra in (self.fifo_fd, self.console_sock.fileno() if self.console_sock is not None else None):
+            if extra is not None:
+                fds.append(extra)
+        f = self.seccomp_filter
+        data = {"cid": self.cid, "spec": to_json(self.spec), "rootfs": self.rootfs, "bundle": self.bundle,
+                "join": [t for t, _ in self.join_fds], "new_ns_flags": self.new_ns_flags,
+                "cgroup": self.cgroup.to_state() if self.cgroup is not None else None,
+                "fifo": self.fifo_fd is not None, "console": self.console_sock is not None,
+                "preserve_fds": self.preserve_fds, "no_pivot": self.no_pivot,
+                "no_new_keyring": self.no_new_keyring, "rootless": self.rootless,
+                "mounts": list(self.mount_fds),
+                "seccomp": None if f is None else {"notify": f.notify,
+                                                   "programs": [[p.insns.hex(), p.flags] for p in f.programs]}}
+        memfd = os.memfd_create("pyruntime-init-config", os.MFD_CLOEXEC)
+        try:
+            payload = memoryview(jsonio.dumps(data).encode())
+            while payload:
+                payload = payload[os.write(memfd, payload):]
+            chan.send("config", fds=[memfd] + fds)
+        finally:
+            os.close(memfd)
+
+    @classmethod
+    def receive(cls, chan: Channel) -> "InitConfig":
+        """Stage 1's side of `send`."""
+        from pyruntime import jsonio
+        from pyruntime.spec import _model as model
+
+        _, fds = chan.expect("config", fds=_MAX_FDS)
+        memfd, fds = fds[0], fds[1:]
+        try:
+            chunks = []
+            while chunk := os.pread(memfd, 1 << 16, sum(map(len, chunks))):
+                chunks.append(chunk)
+        finally:
+            os.close(memfd)
+        d = jsonio.loads(b"".join(chunks))
+        join_fds = list(zip(d["join"], fds))
+        fds = fds[len(join_fds):]
+        mount_fds = dict(zip(map(int, d["mounts"]), fds))
+        fds = fds[len(mount_fds):]
+        fifo_fd = fds.pop(0) if d["fifo"] else None
+        console_sock = None
+        if d["console"]:
+            from pyruntime.linux import sockets
+
+            console_sock = sockets.Socket(fileno=fds.pop(0))
+        cgroup = None
+        if d["cgroup"] is not None:
+            from pyruntime.cgroups import manager_from_state
+
+            cgroup = manager_from_state(d["cgroup"])
+        seccomp_filter = None
+        if d["seccomp"] is not None:
+            from pyruntime.linux.seccomp import Filter, _Program
+
+            seccomp_filter = Filter([_Program(bytes.fromhex(h), flags) for h, flags in d["seccomp"]["programs"]],
+                                    d["seccomp"]["notify"], "")
+        return cls(cid=d["cid"], spec=model.build(model.Spec, d["spec"]), rootfs=d["rootfs"],
+                   bundle=d["bundle"], join_fds=join_fds, new_ns_flags=d["new_ns_flags"], cgroup=cgroup,
+                   fifo_fd=fifo_fd, console_sock=console_sock, preserve_fds=d["preserve_fds"],
+                   no_pivot=d["no_pivot"], no_new_keyring=d["no_new_keyring"],
+                   seccomp_filter=seccomp_filter, rootless=d["rootless"], mount_fds=mount_fds)
+
+
+_MAX_FDS = 253  # SCM_MAX_FD: namespaces to join, idmapped mounts, fifo, console
 
 
 def _die(chan: Channel, exc: BaseException) -> None:
@@ -110,19 +190,24 @@ def _die(chan: Channel, exc: BaseException) -> None:
     os._exit(1)
 
 
-def stage1(cfg: InitConfig, chan: Channel) -> None:
-    """S1: cgroup, join namespaces, user namespace, unshare, fork the init."""
+def stage1(chan: Channel, *, parent: int, rootless: bool) -> None:
+    """S1, forked first thing in `create`: import what the init needs while the parent
+    validates the config and prepares (InitConfig.send), then cgroup, join namespaces, user
+    namespace, unshare, fork the init. Forked before the parent has loaded its validators and
+    the config, the init holds none of that memory."""
     try:
-        for fd in cfg.close_in_child:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
         sc.set_pdeathsig(SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)  # the parent died before the line above
         # Nothing in the container may ptrace or open /proc/<pid>/ of a runtime process.
         # (Rootless: only after the parent, an unprivileged user, has written our id maps.)
-        if not cfg.rootless:
+        if not rootless:
             sc.set_dumpable(False)
+        _import(_EARLY)
+        from pyruntime.cgroups import detect_layout
+
+        __import__("pyruntime.cgroups.v2" if detect_layout() == "unified" else "pyruntime.cgroups.v1")
+        cfg = InitConfig.receive(chan)
         join_cgroup_and_preload(cfg.cgroup, cfg.spec, rootfs=True)
         from pyruntime.linux import namespaces as ns
 
