@@ -132,6 +132,24 @@ def test_state_roundtrip_and_destroy_idempotent(parent):
     assert not any(os.path.exists(d) for d in m.paths().values())
 
 
+def test_manager_from_state_never_makes_the_cgroup(parent):
+    """A Manager rebuilt from a container's state joins, never creates: an exec whose container
+    was deleted meanwhile fails instead of leaving a new cgroup behind. Only stage 1 of create
+    (may_create) makes the directories as it joins."""
+    m = cgroups.manager_for("ctr", f"{parent}/gone")
+    k = Child(lambda: 0)
+    try:
+        with pytest.raises(RuntimeFailure, match="does not exist"):
+            cgroups.manager_from_state(m.to_state()).apply(k.pid)
+        assert not any(os.path.exists(d) for d in m.paths().values())
+        cgroups.manager_from_state(m.to_state(), may_create=True).apply(k.pid)
+        assert all(os.path.isdir(d) for d in m.paths().values())
+    finally:
+        k.go()
+        k.wait()
+    m.destroy()
+
+
 def test_memory(mgr):
     p = mgr.paths()["memory"]
     mgr.set(R(memory=NS(limit=64 << 20, reservation=32 << 20, swap=64 << 20, swappiness=10,

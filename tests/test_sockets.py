@@ -66,3 +66,23 @@ def test_sync_channel_reports_the_childs_error_not_a_reset():
             parent.expect("ready")
     finally:
         parent.close()
+
+
+def test_send_to_a_child_that_died_raises_its_error():
+    """A parent's message to a child that is gone (a container killed while exec'd into) is not
+    an EPIPE traceback: the child's queued error, or that it exited, named after the peer."""
+    import pytest
+
+    from pyruntime.container.sync import Channel
+    from pyruntime.errors import RuntimeFailure
+
+    parent, child = Channel.pair(peer="the exec'd process")
+    try:
+        child.send("error", msg="setns mnt: operation not permitted")
+        child.close()
+        with pytest.raises(RuntimeFailure, match="setns mnt: operation not permitted"):
+            parent.send_to_child("go")
+        with pytest.raises(RuntimeFailure, match="^the exec'd process exited unexpectedly$"):
+            parent.send_to_child("go")
+    finally:
+        parent.close()

@@ -8,7 +8,8 @@ Entry points:
 * ``manager_for(container_id, cgroups_path, rootless=, root=)`` -> Manager (nothing touched yet;
   call ``create()`` / ``apply(pid)`` / ``set(resources)``)
 * ``manager_from_state(d)`` rebuilds a Manager from ``Manager.to_state()`` (save it in the
-  container state; save it again after ``set()``/``allow_device()``, the v2 device rules live there)
+  container state; save it again after ``set()``/``allow_device()``, the v2 device rules live
+  there); its ``apply`` never makes directories unless ``may_create`` (stage 1 of create)
 * ``merge_resources(current, patch)`` for ``update``: the caller passes the merged Resources to
   ``set(..., skip_devices=True)``
 * ``FEATURES``: what ``pyruntime features`` reports for cgroups.
@@ -91,14 +92,20 @@ def manager_for(container_id: str, cgroups_path: str | None, *, rootless: bool =
     return V1Manager(container_id, paths, mps, rootless=rootless, layout=layout, cgroup_path=inner)
 
 
-def manager_from_state(d: dict):
+def manager_from_state(d: dict, *, may_create: bool = False):
+    """The Manager of an existing container's cgroup: its `apply` joins the directories and
+    never makes them (an `exec` racing a `delete` must fail, not leave a new cgroup behind).
+    may_create: stage 1 of `create`, which makes them as it joins."""
     if d.get("version") == "v2":
         from pyruntime.cgroups.v2 import V2Manager
 
-        return V2Manager.from_state(d)
-    from pyruntime.cgroups.v1 import V1Manager
+        m = V2Manager.from_state(d)
+    else:
+        from pyruntime.cgroups.v1 import V1Manager
 
-    return V1Manager.from_state(d)
+        m = V1Manager.from_state(d)
+    m._must_exist = not may_create
+    return m
 
 
 def merge_resources(current: Any, patch: Any) -> Any:

@@ -252,7 +252,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
     try:
         cfg.send(parent)
     except (BrokenPipeError, ConnectionResetError):
-        pass  # stage 1 failed already: its message comes below
+        parent.expect_any(())  # stage 1 failed already: raises its message
     # What comes after the init's pid, loaded while stage 1 waits to join the cgroup.
     if cgroup is not None:
         cgroup.load_controllers()
@@ -270,7 +270,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
         if new_flags & sc.CLONE_NEWUSER:
             parent.expect("userns", what="while creating the user namespace")
             ns.write_id_maps(pid, linux.uid_mappings or (), linux.gid_mappings or (), rootless=rootless)
-            parent.send("userns-ok")
+            parent.send_to_child("userns-ok")
         msg, _ = parent.expect("pid")
         init_pid = int(msg["pid"])
         undo.pids.insert(0, init_pid)
@@ -294,16 +294,13 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
         if spec.hooks is not None:
             run_hooks(spec.hooks.prestart, hook_state, kind="prestart")
             run_hooks(spec.hooks.create_runtime, hook_state, kind="createRuntime")
-        try:
-            parent.send("go")  # the init builds its hooks' state itself: annotations may not fit a datagram
-        except OSError:
-            parent.expect("ready")  # the init failed already (EPIPE): raises its own message
+        parent.send_to_child("go")  # the init builds its hooks' state itself: annotations may not fit a datagram
         while True:
             msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":
                 break
             _forward_seccomp_fd(linux.seccomp, msg, record, init_pid)
-            parent.send("seccomp-fd-ok")
+            parent.send_to_child("seccomp-fd-ok")
     finally:
         parent.close()
         os.close(fifo_fd)

@@ -55,7 +55,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             from pyruntime.linux import console
 
             console_sock = console.connect(console_socket)
-        parent, child = Channel.pair()
+        parent, child = Channel.pair(peer="the exec'd process")
         sc.set_child_subreaper()
         lock_fd = cdir._fd
         pid = os.fork()
@@ -83,7 +83,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         pids.insert(0, epid)
         os.waitpid(pid, 0)
         pids.remove(pid)
-        parent.send("go")
+        parent.send_to_child("go")
         while True:
             msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":
@@ -91,7 +91,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
             from pyruntime.container.create import _forward_seccomp_fd
 
             _forward_seccomp_fd(linux.seccomp, msg, record, epid)
-            parent.send("seccomp-fd-ok")
+            parent.send_to_child("seccomp-fd-ok")
     except BaseException:
         for p in pids:
             try:

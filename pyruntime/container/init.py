@@ -160,7 +160,7 @@ class InitConfig:
         if d["cgroup"] is not None:
             from pyruntime.cgroups import manager_from_state
 
-            cgroup = manager_from_state(d["cgroup"])
+            cgroup = manager_from_state(d["cgroup"], may_create=True)
         seccomp_filter = None
         if d["seccomp"] is not None:
             from pyruntime.linux.seccomp import Filter, _Program

@@ -20,6 +20,7 @@ from pyruntime import jsonio
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 MAX_ID_LEN = 1024
 STATE_FILE = "state.json"
+CLAIM = ".claim"  # made (O_EXCL) by the create that owns the directory
 FIFO = "exec.fifo"
 
 
@@ -60,15 +61,33 @@ class Store:
             raise RuntimeFailure(f"cannot create the state directory {self.root}: {e.strerror.lower()}"
                                  " (use --root, or set XDG_RUNTIME_DIR)") from None
         path = self.path(cid)
-        try:
-            os.mkdir(path, 0o711)
-        except FileExistsError:
-            raise RuntimeFailure(f"container with id exists: {cid}") from None
-        except OSError as e:
-            raise RuntimeFailure(f"cannot create {path}: {e.strerror.lower()}") from None
-        d = ContainerDir(cid, path)
-        d.lock()
-        return d
+        for _ in range(10):
+            try:
+                os.mkdir(path, 0o711)
+            except FileExistsError:
+                raise RuntimeFailure(f"container with id exists: {cid}") from None
+            except OSError as e:
+                raise RuntimeFailure(f"cannot create {path}: {e.strerror.lower()}") from None
+            d = ContainerDir(cid, path)
+            try:
+                d.lock()
+            except NotFound:
+                continue
+            if os.fstat(d._fd).st_nlink == 0:
+                # Between our mkdir and our lock a `delete --force` took the empty directory for
+                # the remains of a killed command (remove_orphan) and removed it: make it again.
+                d.close()
+                continue
+            # The directory we locked may not be the one we made: after such a removal another
+            # create can make it anew before our open. Whoever claims it first owns it.
+            try:
+                os.close(os.open(CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
+                                 dir_fd=d._fd))
+            except FileExistsError:
+                d.close()
+                raise RuntimeFailure(f"container with id exists: {cid}") from None
+            return d
+        raise RuntimeFailure(f"cannot create {path}: removed repeatedly while being created")
 
     def remove_orphan(self, cid: str) -> bool:
         """Remove the directory of `cid` if it has no state.json once its lock is taken (a

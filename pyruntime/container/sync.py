@@ -15,13 +15,14 @@ MAX = 1 << 20
 
 
 class Channel:
-    def __init__(self, sock: sockets.Socket) -> None:
+    def __init__(self, sock: sockets.Socket, peer: str = "container init") -> None:
         self.sock = sock
+        self.peer = peer  # who is at the other end, for "... exited unexpectedly"
 
     @classmethod
-    def pair(cls) -> tuple["Channel", "Channel"]:
+    def pair(cls, peer: str = "container init") -> tuple["Channel", "Channel"]:
         a, b = sockets.socketpair(sockets.SOCK_SEQPACKET)
-        return cls(a), cls(b)
+        return cls(a, peer), cls(b, "runtime")
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -33,6 +34,15 @@ class Channel:
             sockets.send_fds(self.sock, payload, fds)
         else:
             self.sock.send(payload)
+
+    def send_to_child(self, type_: str, fds: list[int] | None = None, **data) -> None:
+        """send, from a parent whose child may have died meanwhile (a container killed while
+        it is created or exec'd into): then the child's own error, still queued, is raised,
+        or that it exited, never a bare EPIPE."""
+        try:
+            self.send(type_, fds, **data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.expect_any(())  # raises
 
     def recv(self, *, fds: int = 0) -> tuple[dict, list[int]]:
         try:
@@ -56,7 +66,7 @@ class Channel:
         try:
             msg, got = self.recv(fds=fds)
         except EOFError:
-            raise RuntimeFailure(f"container init exited unexpectedly{(' ' + what) if what else ''}") from None
+            raise RuntimeFailure(f"{self.peer} exited unexpectedly{(' ' + what) if what else ''}") from None
         if msg.get("type") == "error":
             raise RuntimeFailure(msg.get("msg") or "container init failed")
         if msg.get("type") != type_:
@@ -70,7 +80,7 @@ class Channel:
         try:
             msg, got = self.recv(fds=fds)
         except EOFError:
-            raise RuntimeFailure("container init exited unexpectedly") from None
+            raise RuntimeFailure(f"{self.peer} exited unexpectedly") from None
         if msg.get("type") == "error":
             raise RuntimeFailure(msg.get("msg") or "container init failed")
         if msg.get("type") not in types:
