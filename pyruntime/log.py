@@ -25,6 +25,17 @@ class Logger:
         self.path = path or None
         self.fmt = fmt
         self.debug_enabled = debug
+        if self.path:
+            # Opened now, so the processes forked into a container write through this fd:
+            # opened there, after pivot_root, the path would name a file of the container.
+            try:
+                self._open()
+            except OSError:
+                pass  # reported by the first write that fails, as before
+
+    def _open(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     @staticmethod
     def _now() -> str:
@@ -44,8 +55,7 @@ class Logger:
         if not self.path:
             return False
         try:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._open()
             os.write(self._fd, line.encode())
             return True
         except OSError:

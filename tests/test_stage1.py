@@ -117,3 +117,34 @@ def test_failed_create_takes_stage1_with_it(rt):
     assert re.search(rf"kill\({child}, SIGKILL\)", text), text
     assert re.search(rf"wait4\({child}, \[\{{WIFSIGNALED\(s\) && WTERMSIG\(s\) == SIGKILL\}}\]", text), text
     assert_clean(rt, before)
+
+
+def test_debug_log_traces_every_process_in_order(rt, no_leaks):
+    """`--debug --log F`: the parent, stage 1 and the init (after its pivot_root too) write their
+    phases through the one inherited fd, in causal order; bench/timeline.py reads them."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+    from timeline import parse
+
+    b = rt.bundle(["true"])
+    cid = rt.new_id()
+    log = str(rt.tmp / "debug.log")
+    r = subprocess.run([*rt.cmd, "--root", rt.root, "--debug", "--log", log, "create", "--bundle", b, cid],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 0
+    first = {}
+    for m, t in parse(log):
+        first.setdefault(m, t)
+    # each pair: the second cannot happen before the first (a message or a fork between them)
+    for a, b in [("create: config validated", "create: config sent to stage 1"),
+                 ("create: config validated", "stage 1: config received"),
+                 ("stage 1: config received", "stage 1: joined the cgroup"),
+                 ("stage 1: joined the cgroup", "create: stage 1 forked the init, pid N"),
+                 ("stage 1: joined the cgroup", "init: started"),
+                 ("init: started", "init: rootfs prepared"),
+                 ("init: rootfs prepared", "init: ready, waiting for start"),
+                 ("init: ready, waiting for start", "create: init ready")]:
+        assert a in first and b in first, (a, b, sorted(first))
+        assert first[a] <= first[b], (a, b)
+    rt.run("delete", "--force", cid, check=True)

@@ -14,6 +14,7 @@ from pyruntime.container import state as st
 from pyruntime.container.status import CREATED, CREATING, start_time
 from pyruntime.errors import ConfigError, RuntimeFailure
 from pyruntime.linux import syscalls as sc
+from pyruntime.log import debug
 
 
 class Created:
@@ -115,6 +116,7 @@ def _create(ctx, cid: str, bundle: str, chan, undo: "_Undo", *, pid_file, consol
     from pyruntime.spec import load_bundle
 
     loaded = load_bundle(bundle)
+    debug("create: config validated")
     from pyruntime.container import seal
 
     seal.confirm(loaded.raw)
@@ -253,6 +255,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
         cfg.send(parent)
     except (BrokenPipeError, ConnectionResetError):
         parent.expect_any(())  # stage 1 failed already: raises its message
+    debug("create: config sent to stage 1")
     # What comes after the init's pid, loaded while stage 1 waits to join the cgroup.
     if cgroup is not None:
         cgroup.load_controllers()
@@ -273,6 +276,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
             parent.send_to_child("userns-ok")
         msg, _ = parent.expect("pid")
         init_pid = int(msg["pid"])
+        debug(f"create: stage 1 forked the init, pid {init_pid}")
         undo.pids.insert(0, init_pid)
         _reap(pid)
         undo.pids.remove(pid)
@@ -284,6 +288,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
             # and makes its device nodes (as runc's does before its limits), unless prestart or
             # createRuntime hooks must run first; createContainer hooks wait for this.
             cgroup.set(linux.resources, linux_devices=linux.devices or ())
+            debug("create: cgroup limits set")
             record["cgroup"] = cgroup.to_state()
         cdir.write(record)
         if linux.net_devices:
@@ -298,6 +303,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
         while True:
             msg, _ = parent.expect_any(("ready", "seccomp-fd"))
             if msg["type"] == "ready":
+                debug("create: init ready")
                 break
             _forward_seccomp_fd(linux.seccomp, msg, record, init_pid)
             parent.send_to_child("seccomp-fd-ok")

@@ -18,6 +18,7 @@ from pyruntime.container.status import PAUSED, RUNNING, CREATED
 from pyruntime.container.seal import check_mappings
 from pyruntime.errors import WrongState
 from pyruntime.linux import syscalls as sc
+from pyruntime.log import debug
 
 
 def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_socket,
@@ -58,6 +59,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         parent, child = Channel.pair(peer="the exec'd process")
         sc.set_child_subreaper()
         lock_fd = cdir._fd
+        debug("exec: forking")
         pid = os.fork()
         if pid == 0:
             try:
@@ -131,6 +133,7 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, spec, console_sock, seccomp_f
 
             set_affinity(proc.exec_cpu_affinity.initial)
         join_cgroup_and_preload(mgr, spec, proc=proc)  # before setns(mnt): the host's files are needed
+        debug("exec: joined the cgroup")
         from pyruntime.linux import namespaces as ns
 
         ns.join_all(join_fds)
@@ -158,6 +161,7 @@ def _e1(chan, other, lock_fd, mgr, join_fds, proc, spec, console_sock, seccomp_f
             console_sock.close()
         exe, env = prepare_process(proc, linux, chan, seccomp_filter=seccomp_filter,
                                    preserve_fds=preserve_fds, in_userns=in_userns, init=False)
+        debug("exec: ready")
         chan.send("ready")
         exec_process(proc, exe, env)
     except BaseException as e:  # noqa: BLE001

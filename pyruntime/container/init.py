@@ -20,6 +20,7 @@ from pyruntime.container.sync import Channel
 from pyruntime.container.seal import check_mappings
 from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import syscalls as sc
+from pyruntime.log import debug
 
 
 # What the container's process needs whatever its config (`_modules` adds what it depends on);
@@ -207,8 +208,11 @@ def stage1(chan: Channel, *, parent: int, rootless: bool) -> None:
         from pyruntime.cgroups import detect_layout
 
         __import__("pyruntime.cgroups.v2" if detect_layout() == "unified" else "pyruntime.cgroups.v1")
+        debug("stage 1: modules imported")
         cfg = InitConfig.receive(chan)
+        debug("stage 1: config received")
         join_cgroup_and_preload(cfg.cgroup, cfg.spec, rootfs=True)
+        debug("stage 1: joined the cgroup")
         from pyruntime.linux import namespaces as ns
 
         ns.join_all(cfg.join_fds)
@@ -253,6 +257,7 @@ def init(cfg: InitConfig, chan: Channel) -> None:
 
 
 def _init(cfg: InitConfig, chan: Channel) -> None:
+    debug("init: started")
     spec = cfg.spec
     proc = spec.process
     linux = spec.linux
@@ -289,6 +294,7 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
 
     rootfs_mod.prepare_rootfs(spec, cfg.rootfs, bundle=cfg.bundle, in_userns=in_userns,
                               mount_fds=cfg.mount_fds)
+    debug("init: rootfs prepared")
     for fd in cfg.mount_fds.values():
         os.close(fd)
     if early:
@@ -314,6 +320,7 @@ def _init(cfg: InitConfig, chan: Channel) -> None:
     rootfs_mod.finalize_rootfs(spec)
     exe, env = prepare_process(proc, linux, chan, seccomp_filter=cfg.seccomp_filter,
                                preserve_fds=cfg.preserve_fds, in_userns=in_userns, init=True)
+    debug("init: ready, waiting for start")
     chan.send("ready")
     # After this point the parent may be gone: errors go to the container's stderr.
     try:
