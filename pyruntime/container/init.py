@@ -25,11 +25,12 @@ from pyruntime.log import debug
 
 # What the container's process needs whatever its config (`_modules` adds what it depends on);
 # `_ROOTFS`: what the init needs to build the rootfs. Stage 1 imports `_EARLY` while the parent
-# validates the config (`stage1`).
+# validates the config (`stage1`); `resource` too, since nearly every config sets rlimits (runc's,
+# podman's and containerd's all set RLIMIT_NOFILE): then stage 1 needs no import thread.
 _BASE = ("fcntl", "struct", "prctl", "pyruntime.hooks", "pyruntime.linux.capabilities",
          "pyruntime.linux.process", "pyruntime.linux.procfs")
 _ROOTFS = ("pyruntime.linux.mounts", "pyruntime.linux.rootfs")
-_EARLY = _BASE + _ROOTFS + ("pyruntime.linux.namespaces", "pyruntime.spec._model", "pyruntime.cgroups")
+_EARLY = _BASE + _ROOTFS + ("pyruntime.linux.namespaces", "pyruntime.spec._model", "pyruntime.cgroups", "resource")
 
 
 def _modules(spec, proc, rootfs: bool) -> list[str]:
