@@ -51,24 +51,14 @@ def run(ctx, argv):
         raise UsageError('"exec" requires a minimum of 1 argument(s)')
     cid, args = rest[0], rest[1:]
     from pyruntime.container.lifecycle import load
-    from pyruntime.spec import load_process
 
-    if opts.process:
-        try:
-            with open(opts.process, "rb") as f:
-                data = jsonio.loads(f.read())
-        except OSError as e:
-            raise RuntimeFailure(f"open {opts.process}: {e.strerror.lower()}") from None
-        except ValueError as e:
-            raise RuntimeFailure(f"process.json: invalid JSON: {e}") from None
-        proc = load_process(data)
-    else:
-        if not args:
-            raise UsageError("exec args cannot be empty")
-        cdir, record, _ = load(ctx, cid, lock=False)
-        cdir.close()
-        base = record["config"]["process"]
-        proc = load_process(_process_from_flags(base, args, opts))
+    # Loaded (and locked) once: the process is built from the config of the container it joins.
+    loaded = load(ctx, cid)
+    try:
+        proc = _process(loaded[1], args, opts)
+    except BaseException:
+        loaded[0].close()
+        raise
     if opts.tty and opts.process:
         from pyruntime.spec.node import evolve
 
@@ -83,10 +73,28 @@ def run(ctx, argv):
     from pyruntime.cli.create import preserve_fds
     from pyruntime.container.exec import exec_in
 
-    return exec_in(ctx, cid, proc, detach=opts.detach, pid_file=opts.pid_file or None,
+    return exec_in(ctx, loaded, proc, detach=opts.detach, pid_file=opts.pid_file or None,
                    console_socket=console, preserve_fds=preserve_fds(opts.preserve_fds),
                    sub_cgroup=opts.cgroup[0] if opts.cgroup else None,
                    ignore_paused=opts.ignore_paused, proxy=proxy)
+
+
+def _process(record: dict, args: list[str], opts):
+    """The process to start: --process FILE, or the container's own process with the flags."""
+    from pyruntime.spec import load_process
+
+    if opts.process:
+        try:
+            with open(opts.process, "rb") as f:
+                data = jsonio.loads(f.read())
+        except OSError as e:
+            raise RuntimeFailure(f"open {opts.process}: {e.strerror.lower()}") from None
+        except ValueError as e:
+            raise RuntimeFailure(f"process.json: invalid JSON: {e}") from None
+        return load_process(data)
+    if not args:
+        raise UsageError("exec args cannot be empty")
+    return load_process(_process_from_flags(record["config"]["process"], args, opts))
 
 
 def _process_from_flags(base: dict, args: list[str], opts) -> dict:

@@ -47,6 +47,8 @@ def run(ctx, argv):
     cdir.close()
     if opts.detach:
         return 0
+    from pyruntime.container.foreground import wait_foreground
+
     code = wait_foreground(record["pid"], proxy)
     if not opts.keep:
         from pyruntime.container.lifecycle import delete
@@ -64,36 +66,3 @@ def _wants_terminal(bundle: str) -> bool:
             return bool((jsonio.loads(f.read()).get("process") or {}).get("terminal"))
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def wait_foreground(pid: int, proxy=None) -> int:
-    """We are a child subreaper and the init is our child: forward signals, reap, return status."""
-    import _signal  # the C module: `signal` builds IntEnums at import
-
-    keep = {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD} | ({_signal.SIGWINCH} if proxy else set())
-    fwd = [s for s in range(1, _signal.NSIG) if s not in keep]  # every signal, as runc forwards
-
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for s in fwd:
-        try:
-            _signal.signal(s, forward)
-        except (OSError, ValueError, RuntimeError):  # glibc's reserved real-time signals
-            pass
-    if proxy is not None:
-        proxy.copy_until_exit(pid)
-    while True:
-        try:
-            wpid, status = os.waitpid(-1, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 0
-        if wpid == pid:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)

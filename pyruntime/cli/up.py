@@ -165,7 +165,7 @@ class Up:
         if self.opts.detach:
             sys.stdout.write(self.cid + "\n")
             return 0
-        from pyruntime.cli.run import wait_foreground
+        from pyruntime.container.foreground import wait_foreground
 
         code = wait_foreground(record["pid"], proxy)
         if not self.opts.keep and os.path.exists(st.Store(self.ctx.root).path(self.cid)):

@@ -21,15 +21,17 @@ from pyruntime.linux import syscalls as sc
 from pyruntime.log import debug
 
 
-def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_socket,
+def exec_in(ctx, loaded, proc, *, detach: bool, pid_file: str | None, console_socket,
             preserve_fds: int = 0, sub_cgroup: str | None = None, ignore_paused: bool = False,
             proxy=None) -> int:
+    """`loaded`: the container as lifecycle.load returned it, locked (closed here)."""
     from pyruntime.container import state as st
-    from pyruntime.container.lifecycle import cgroup_of, config_spec, load
+    from pyruntime.container.lifecycle import cgroup_of, config_spec
     from pyruntime.container.sync import Channel
     from pyruntime.linux import namespaces as ns
 
-    cdir, record, stat = load(ctx, cid)
+    cdir, record, stat = loaded
+    cid = cdir.id
     try:
         if stat == PAUSED and not ignore_paused:
             raise WrongState("cannot exec in a paused container (use --ignore-paused to override)")
@@ -110,7 +112,7 @@ def exec_in(ctx, cid: str, proc, *, detach: bool, pid_file: str | None, console_
         return 0
     if proxy is not None:
         proxy.receive_master()
-    from pyruntime.cli.run import wait_foreground
+    from pyruntime.container.foreground import wait_foreground
 
     return wait_foreground(epid, proxy)
 
