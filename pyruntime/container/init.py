@@ -3,8 +3,9 @@
 stage1 (S1), forked first thing by `create`, imports what the init needs while the parent
 validates the config, then receives its InitConfig (serialised: S1 inherits none of it), joins
 the cgroup and the namespaces given by path, unshares the user namespace (the parent writes the
-id maps), unshares the rest, and forks the init (I), which is pid 1 of a new pid namespace. The init builds the container (rootfs, console, sysctl, process attributes),
-reports `ready`, blocks on exec.fifo until `start`, and execs the user process.
+id maps), unshares the rest, and forks the init (I), which is pid 1 of a new pid namespace.
+The init builds the container (rootfs, console, sysctl, process attributes), reports `ready`,
+blocks on exec.fifo until `start`, and execs the user process.
 
 Nothing here returns to the caller: each child ends in os._exit or execve. Errors before
 `ready` travel to the parent as one-line messages over the sync channel.
@@ -30,7 +31,8 @@ from pyruntime.log import debug
 _BASE = ("fcntl", "struct", "prctl", "pyruntime.hooks", "pyruntime.linux.capabilities",
          "pyruntime.linux.process", "pyruntime.linux.procfs")
 _ROOTFS = ("pyruntime.linux.mounts", "pyruntime.linux.rootfs")
-_EARLY = _BASE + _ROOTFS + ("pyruntime.linux.namespaces", "pyruntime.spec._model", "pyruntime.cgroups", "resource")
+_EARLY = _BASE + _ROOTFS + ("pyruntime.linux.namespaces", "pyruntime.spec._model", "pyruntime.cgroups",
+                             "resource")
 
 
 def _modules(spec, proc, rootfs: bool) -> list[str]:
@@ -121,9 +123,7 @@ class InitConfig:
                 "fifo": self.fifo_fd is not None, "console": self.console_sock is not None,
                 "preserve_fds": self.preserve_fds, "no_pivot": self.no_pivot,
                 "no_new_keyring": self.no_new_keyring, "rootless": self.rootless,
-                "mounts": list(self.mount_fds),
-                "seccomp": None if f is None else {"notify": f.notify,
-                                                   "programs": [[p.insns.hex(), p.flags] for p in f.programs]}}
+                "mounts": list(self.mount_fds), "seccomp": None if f is None else f.to_json()}
         memfd = os.memfd_create("pyruntime-init-config", os.MFD_CLOEXEC)
         try:
             payload = memoryview(jsonio.dumps(data).encode())
@@ -165,10 +165,9 @@ class InitConfig:
             cgroup = manager_from_state(d["cgroup"], may_create=True)
         seccomp_filter = None
         if d["seccomp"] is not None:
-            from pyruntime.linux.seccomp import Filter, _Program
+            from pyruntime.linux.seccomp import Filter
 
-            seccomp_filter = Filter([_Program(bytes.fromhex(h), flags) for h, flags in d["seccomp"]["programs"]],
-                                    d["seccomp"]["notify"], "")
+            seccomp_filter = Filter.from_json(d["seccomp"])
         return cls(cid=d["cid"], spec=model.build(model.Spec, d["spec"]), rootfs=d["rootfs"],
                    bundle=d["bundle"], join_fds=join_fds, new_ns_flags=d["new_ns_flags"], cgroup=cgroup,
                    fifo_fd=fifo_fd, console_sock=console_sock, preserve_fds=d["preserve_fds"],

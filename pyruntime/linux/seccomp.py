@@ -341,6 +341,14 @@ class Filter:
     def __repr__(self) -> str:
         return f"Filter({[len(p) for p in self.programs]} insns, notify={self.notify})"
 
+    def to_json(self) -> dict:
+        """What stage 1 needs of it, as JSON (container.init.InitConfig.send); not the pfc."""
+        return {"notify": self.notify, "programs": [[p.insns.hex(), p.flags] for p in self.programs]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Filter":
+        return cls([_Program(bytes.fromhex(insns), flags) for insns, flags in d["programs"]], d["notify"], "")
+
 
 def _errno_ret(value: int | None, action: int, what: str) -> int:
     if value is None:
