@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -173,24 +174,29 @@ def _chattr(flag: str, path: str) -> bool:
 
 
 def test_interpreter_flag(tmp_path):
-    f = tmp_path / "python"
-    f.write_bytes(b"\x7fELF not really")
-    why = seal.interpreter_problem(str(f))
-    assert why and "not immutable" in why, why
-    if os.geteuid() != 0 or not _chattr("+i", str(f)):
-        pytest.skip("cannot set the immutable flag here")
+    # Next to the venv's interpreter: scripts/setup.sh has set the flag on that filesystem.
+    d = tempfile.mkdtemp(dir=os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    f = os.path.join(d, "python")
     try:
-        assert seal.interpreter_problem(str(f)) is None
+        with open(f, "wb") as out:
+            out.write(b"\x7fELF not really")
+        why = seal.interpreter_problem(f)
+        assert why and "not immutable" in why, why
+        assert _chattr("+i", f), "chattr +i failed where scripts/setup.sh set it on the interpreter"
+        try:
+            assert seal.interpreter_problem(f) is None
+        finally:
+            _chattr("-i", f)
+        assert "not immutable" in seal.interpreter_problem(f)
     finally:
-        _chattr("-i", str(f))
-    assert "not immutable" in seal.interpreter_problem(str(f))
+        shutil.rmtree(d)
     assert "open the interpreter" in seal.interpreter_problem(str(tmp_path / "missing"))
 
 
 def test_system_interpreter_is_not_immutable():
     system = os.path.realpath("/usr/bin/python3")
-    if os.path.realpath(sys.executable) == system:
-        pytest.skip("running on the system interpreter")
+    assert os.path.realpath(sys.executable) != system, \
+        "the tests run on the venv's private interpreter (scripts/test.sh), not the system's"
     assert seal.interpreter_problem(system), "the system's python3 should not be immutable"
 
 
@@ -199,8 +205,7 @@ def test_system_interpreter_is_not_immutable():
 @pytest.fixture
 def immutable_self():
     why = seal.interpreter_problem()
-    if why:
-        pytest.skip(f"this interpreter cannot take the fast path: {why}")
+    assert why is None, f"this interpreter cannot take the fast path ({why}): run scripts/setup.sh"
 
 
 @pytest.fixture
@@ -285,8 +290,7 @@ def test_fast_path_exec(immutable_self, tmp_path, cfg):
 def test_not_immutable_interpreter_never_takes_the_fast_path(bundle, tmp_path):
     """The same decision in a process of a mutable interpreter (the system's python3)."""
     system = os.path.realpath("/usr/bin/python3")
-    if seal.interpreter_problem(system) is None:
-        pytest.skip(f"{system} is immutable")
+    assert seal.interpreter_problem(system), f"{system} is immutable: only the venv's copy may be"
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from pyruntime.container import seal; "
             "print(seal.fast_path('create', ['--bundle', sys.argv[2], 'c1'], sys.argv[3]))")
@@ -317,8 +321,8 @@ def test_confirm_is_a_no_op_when_sealed_or_not_decided(cfg, monkeypatch):
 def test_create_refuses_a_bundle_changed_after_the_fast_path_decision(rt):
     """End to end: the decision reads a safe config.json; it is replaced by a privileged one
     before `create` loads it (simulated by rewriting it right after seal() returns)."""
-    if seal.interpreter_problem(os.path.realpath(sys.executable)):
-        pytest.skip("this interpreter is not immutable: the fast path is never taken with it")
+    why = seal.interpreter_problem(os.path.realpath(sys.executable))
+    assert why is None, f"this interpreter cannot take the fast path ({why}): run scripts/setup.sh"
     bundle = rt.bundle(["true"], copy_rootfs=False)
     path = os.path.join(bundle, "config.json")
     with open(path) as f:
@@ -326,6 +330,7 @@ def test_create_refuses_a_bundle_changed_after_the_fast_path_decision(rt):
     cid = rt.new_id()
     code = f"""
 import sys
+import tempfile
 sys.path.insert(0, {PROJECT!r})
 sys.argv = ["pyruntime", "--root", {rt.root!r}, "create", "--bundle", {bundle!r}, {cid!r}]
 from pyruntime.container import seal

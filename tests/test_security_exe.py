@@ -62,8 +62,8 @@ FAST, SEALED = "no re-exec needed", "re-executing from a read-only clone of /"
 
 @pytest.fixture(autouse=True)
 def _immutable_interpreter():
-    if seal.interpreter_problem(PYTHON):
-        pytest.skip(f"{PYTHON} is not immutable: run scripts/setup.sh")
+    why = seal.interpreter_problem(PYTHON)
+    assert why is None, f"{PYTHON}: {why}: run scripts/setup.sh"
 
 
 def _debug(rt) -> tuple[str, tuple[str, ...]]:
@@ -391,8 +391,7 @@ def test_created_init_fast_path_maps_only_an_immutable_interpreter(rt, no_leaks_
 def _runtime_execves(rt, cid: str, *args: str) -> int:
     """How many times the command `args` (naming container `cid`) execve'd the runtime: 1 on
     the fast path, 2 when it re-executes itself (strace -f, every execve with `cid` in argv)."""
-    if not shutil.which("strace"):
-        pytest.skip("needs strace")
+    assert shutil.which("strace"), "strace is missing: scripts/setup.sh installs it"
     trace = os.path.join(rt.tmp, f"strace-{cid}")
     r = subprocess.run(["strace", "-f", "-qq", "-s", "256", "-e", "trace=execve", "-o", trace,
                         *rt.cmd, "--root", rt.root, *args], stdin=subprocess.DEVNULL,
@@ -448,8 +447,7 @@ def test_mutable_interpreter_still_seals(rt, no_leaks_here):
     """The same CLI on an interpreter without the immutable flag (the system's python3) seals
     itself, default config or not: every file the created init maps is on a read-only mount."""
     system = os.path.realpath("/usr/bin/python3")
-    if seal.interpreter_problem(system) is None:
-        pytest.skip(f"{system} is immutable")
+    assert seal.interpreter_problem(system), f"{system} is immutable: only the venv's copy may be"
     purelib = sysconfig.get_paths()["purelib"]
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     boot = ("import sys; sys.argv[0] = 'pyruntime'; sys.path[1:1] = sys.argv.pop(1).split(':'); "

@@ -209,8 +209,7 @@ def test_exec_joining_process_not_dumpable(rt, no_leaks_here, tmp_path):
     To hold it there: with noNewPrivileges the seccomp filter is loaded last, and a filter with
     a listenerPath makes the process hand its notify fd to the runtime and wait; strace delays
     the runtime's connect() to the agent by a few seconds."""
-    if not shutil.which("strace"):
-        pytest.skip("strace is not installed")
+    assert shutil.which("strace"), "strace is missing: scripts/setup.sh installs it"
     out = volume(rt, "out")
     agent = Agent(str(tmp_path / "agent.sock"))
     cid = rt.new_id()

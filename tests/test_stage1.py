@@ -98,10 +98,10 @@ def test_config_larger_than_a_socket_message(rt, no_leaks):
     assert json.loads(out.read_text())["annotations"]["big"] == big
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/setup.sh installs it)")
 def test_failed_create_takes_stage1_with_it(rt):
     """Stage 1 is forked before the config is read; a config that fails validation kills and
     reaps it (strace shows the fork and its SIGKILL), and nothing is left."""
+    assert shutil.which("strace"), "strace is missing: scripts/setup.sh installs it"
     b = rt.bundle(["true"], edit=lambda cfg: cfg["process"].update(cwd="relative"))
     before = snapshot(rt)
     trace = rt.tmp / "trace"
