@@ -251,10 +251,7 @@ def _spawn(ctx, cid, cdir, record, spec, rootfs, bundle, undo: _Undo, parent, *,
                      no_new_keyring=no_new_keyring, seccomp_filter=seccomp_filter,
                      rootless=rootless, mount_fds=mount_fds)
     pid = undo.pids[0]  # stage 1
-    try:
-        cfg.send(parent)
-    except (BrokenPipeError, ConnectionResetError):
-        parent.expect_any(())  # stage 1 failed already: raises its message
+    cfg.send(parent)
     debug("create: config sent to stage 1")
     # What comes after the init's pid, loaded while stage 1 waits to join the cgroup.
     if cgroup is not None:

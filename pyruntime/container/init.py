@@ -129,7 +129,7 @@ class InitConfig:
             payload = memoryview(jsonio.dumps(data).encode())
             while payload:
                 payload = payload[os.write(memfd, payload):]
-            chan.send("config", fds=[memfd] + fds)
+            chan.send_to_child("config", fds=[memfd] + fds)
         finally:
             os.close(memfd)
 
