@@ -4,6 +4,10 @@ import fcntl
 import os
 import socket
 
+import pytest
+
+from pyruntime.container.sync import Channel
+from pyruntime.errors import RuntimeFailure
 from pyruntime.linux import sockets
 
 
@@ -50,11 +54,6 @@ def test_interoperates_with_the_socket_module():
 def test_sync_channel_reports_the_childs_error_not_a_reset():
     """A child that fails before reading our "go" exits with it unread: the kernel then reports
     ECONNRESET once, ahead of the error message the child sent. The parent must read the message."""
-    import pytest
-
-    from pyruntime.container.sync import Channel
-    from pyruntime.errors import RuntimeFailure
-
     parent, child = Channel.pair()
     try:
         parent.send("go")  # never read by the child
@@ -71,11 +70,6 @@ def test_sync_channel_reports_the_childs_error_not_a_reset():
 def test_send_to_a_child_that_died_raises_its_error():
     """A parent's message to a child that is gone (a container killed while exec'd into) is not
     an EPIPE traceback: the child's queued error, or that it exited, named after the peer."""
-    import pytest
-
-    from pyruntime.container.sync import Channel
-    from pyruntime.errors import RuntimeFailure
-
     parent, child = Channel.pair(peer="the exec'd process")
     try:
         child.send("error", msg="setns mnt: operation not permitted")
