@@ -19,8 +19,8 @@ import threading
 import time
 from collections import defaultdict
 
-from harness import (LOCK_RE, TIMEOUT_MARK, Harness, RoundFailed, python_launcher, read_kib,
-                     reap_zombies, spawn, wait_exit)
+from harness import (LOCK_RE, TIMEOUT_MARK, Harness, RoundFailed, python_interpreter,
+                     python_launcher, read_kib, reap_zombies, spawn, wait_exit)
 
 TRUE = ["/bin/true"]
 SMOKE_WORD = "pyruntime-bench-ok"
@@ -176,6 +176,39 @@ def _gap(o) -> None:
         time.sleep(o.gap / 1000)
 
 
+def start_sleepers(h: Harness, rec: Recorder, rts: list[str], tag: str, series: tuple[str, ...],
+                   into: dict[str, tuple[str, int]]) -> None:
+    """A running `sleep 1000` container per runtime, into `into` (which the caller's `finally`
+    stops); a runtime whose setup fails is dropped from `series`."""
+    for rt in rts:
+        try:
+            into[rt] = h.start_sleeper(rt, tag)
+        except RoundFailed as e:
+            for name in series:
+                rec.fail(name, rt, f"setup (sleep container): {e}", fatal=True)
+
+
+def floor_argv(h: Harness, rt: str) -> list[str]:
+    """A runtime's executable started with nothing to do: pyruntime's launcher's interpreter
+    (same binary and flags) running no pyruntime code and leaving with posix._exit, as every
+    pyruntime command leaves; any other runtime's `--version`."""
+    interp = python_interpreter(h.runtimes[rt].exe) if rt == "pyruntime" else None
+    return [*interp, "-c", "import posix; posix._exit(0)"] if interp else [h.runtimes[rt].exe, "--version"]
+
+
+def sample_floor(h: Harness, rec: Recorder, rt: str, measured: bool) -> None:
+    """One floor sample (series "floor"), taken in the same round as the benchmark's commands:
+    this machine's speed drifts, so pyruntime's time minus its interpreter starts is only
+    meaningful against a floor measured alongside."""
+    r = spawn(floor_argv(h, rt), env=h.env, timeout=h.timeout)
+    if r.ok and measured:
+        rec.add("floor", rt, floor=r.wall_ms)
+
+
+def floor_metric(rec: Recorder, rts: list[str]) -> dict:
+    return rec.metric("floor", "floor", "start and exit, nothing done", "ms", rts)
+
+
 def bench_lifecycle(h: Harness, rts: list[str], o) -> dict:
     rec = Recorder(o.max_failures)
     for rt in rts:
@@ -183,6 +216,7 @@ def bench_lifecycle(h: Harness, rts: list[str], o) -> dict:
     for i in range(o.warmup + o.rounds):
         measured = i >= o.warmup
         for rt in rotate(rts, i):
+            sample_floor(h, rec, rt, measured)
             if rec.active("lifecycle", rt):
                 _gap(o)
                 try:
@@ -211,6 +245,7 @@ def bench_lifecycle(h: Harness, rts: list[str], o) -> dict:
             m("lifecycle", "wait", "  wait for exit", "ms", rts),
             m("lifecycle", "delete", "  delete", "ms", rts),
             m("run", "run", "run", "ms", rts, target_vs("runc")),
+            floor_metric(rec, rts),
         ],
         "status": rec.status(rts),
     }
@@ -331,13 +366,8 @@ def bench_exec(h: Harness, rts: list[str], o) -> dict:
     rec = Recorder(o.max_failures)
     sleepers: dict[str, tuple[str, int]] = {}
     try:
-        for rt in rts:
-            try:
-                cid, pid = h.start_sleeper(rt, "exec")
-            except RoundFailed as e:
-                rec.fail("exec", rt, f"setup (sleep container): {e}", fatal=True)
-                continue
-            sleepers[rt] = (cid, pid)
+        start_sleepers(h, rec, rts, "exec", ("exec",), sleepers)
+        for rt, (cid, _) in sleepers.items():
             r = h.cmd(rt, "exec", cid, "/bin/echo", SMOKE_WORD)
             if not (r.ok and SMOKE_WORD in r.stdout):
                 why = r.describe() if not r.ok else f"exit 0 but printed {r.stdout[:80]!r}"
@@ -346,6 +376,7 @@ def bench_exec(h: Harness, rts: list[str], o) -> dict:
             for rt in rotate(rts, i):
                 if rt not in sleepers or not rec.active("exec", rt):
                     continue
+                sample_floor(h, rec, rt, i >= o.warmup)
                 _gap(o)
                 r = h.cmd(rt, "exec", sleepers[rt][0], "/bin/true")
                 if r.ok:
@@ -362,6 +393,7 @@ def bench_exec(h: Harness, rts: list[str], o) -> dict:
         "params": {"rounds": o.rounds, "warmup": o.warmup, "gap_ms": getattr(o, "gap", 0.0)},
         "metrics": [
             m("exec", "exec", "exec /bin/true", "ms", rts, target_vs("runc")),
+            floor_metric(rec, rts),
         ],
         "status": rec.status(rts),
     }
@@ -588,17 +620,13 @@ def bench_commands(h: Harness, rts: list[str], o) -> dict:
     rec = Recorder(o.max_failures)
     sleepers: dict[str, tuple[str, int]] = {}
     try:
-        for rt in rts:
-            try:
-                sleepers[rt] = h.start_sleeper(rt, "cmd")
-            except RoundFailed as e:
-                for s in ("state", "list"):
-                    rec.fail(s, rt, f"setup (sleep container): {e}", fatal=True)
+        start_sleepers(h, rec, rts, "cmd", ("state", "list"), sleepers)
         for i in range(o.warmup + o.rounds):
             measured = i >= o.warmup
             for rt in rotate(rts, i):
                 if rt not in sleepers:
                     continue
+                sample_floor(h, rec, rt, measured)
                 cid = sleepers[rt][0]
                 if rec.active("state", rt):
                     r = h.cmd(rt, "state", cid)
@@ -653,9 +681,52 @@ def bench_commands(h: Harness, rts: list[str], o) -> dict:
             m("state", "ms", "state", "ms", rts, target_vs("runc")),
             m("list", "ms", "list", "ms", rts, target_vs("runc")),
             m("kill", "ms", "kill KILL", "ms", rts, target_vs("runc")),
+            floor_metric(rec, rts),
         ],
         "status": rec.status(rts),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# 8. the floor: what no command of a Python runtime can go below
+
+
+def bench_floor(h: Harness, rts: list[str], o) -> dict:
+    """Each runtime's executable started with nothing to do (floor_argv), beside its `state`,
+    round by round. Every pyruntime command starts its interpreter once, so floor(pyruntime) /
+    state(runc) is the lowest pyruntime/runc any one-process command (state, list, kill, start,
+    delete) can reach, however little it does. (lifecycle, exec and commands sample the floor in
+    their own rounds too, for report.py's "beyond the interpreter's start" table.)
+    """
+    title = "The floor: each runtime's executable doing nothing, beside its `state`"
+    rec = Recorder(o.max_failures)
+    sleepers: dict[str, tuple[str, int]] = {}
+    try:
+        start_sleepers(h, rec, rts, "floor", ("state",), sleepers)
+        for i in range(o.warmup + o.rounds):
+            for rt in rotate(rts, i):
+                sample_floor(h, rec, rt, i >= o.warmup)
+                if rt in sleepers and rec.active("state", rt):
+                    r = h.cmd(rt, "state", sleepers[rt][0])
+                    if r.ok and '"running"' in r.stdout:
+                        rec.ok("state", rt, i >= o.warmup, ms=r.wall_ms)
+                    else:
+                        rec.fail("state", rt, r.describe() if not r.ok else "state does not say running")
+    finally:
+        for rt, (cid, pid) in sleepers.items():
+            h.stop_sleeper(rt, cid, pid)
+        reap_zombies()
+    metrics = [floor_metric(rec, rts), rec.metric("state", "ms", "state (running container)", "ms", rts)]
+    med = {(x["series"], rt): st["median"] for x in metrics for rt, st in x["stats"].items() if st}
+    extra: dict = {"argv": {rt: " ".join(floor_argv(h, rt)) for rt in rts}}
+    floor_py, state_py = med.get(("floor", "pyruntime")), med.get(("state", "pyruntime"))
+    if floor_py and state_py:
+        extra["pyruntime_state_above_floor_ms"] = round(state_py - floor_py, 2)
+    for base in ("runc", "crun"):
+        if floor_py and med.get(("state", base)):
+            extra[f"least_one_process_ratio_vs_{base}"] = round(floor_py / med[("state", base)], 3)
+    return {"title": title, "params": {"rounds": o.rounds, "warmup": o.warmup},
+            "metrics": metrics, "status": rec.status(rts), "extra": extra}
 
 
 BENCHMARKS = {
@@ -666,4 +737,5 @@ BENCHMARKS = {
     "memory": bench_memory,
     "imports": bench_imports,
     "commands": bench_commands,
+    "floor": bench_floor,
 }

@@ -335,6 +335,12 @@ def python_launcher(exe: str, *xopts: str) -> list[str] | None:
     Needed for -X importtime: a launcher with `#!python -I` ignores PYTHON* variables, so
     PYTHONPROFILEIMPORTTIME=1 alone would measure nothing. None if exe is not a Python script.
     """
+    interp = python_interpreter(exe)
+    return None if interp is None else [*interp, *xopts, os.path.realpath(exe)]
+
+
+def python_interpreter(exe: str) -> list[str] | None:
+    """The interpreter and options of a Python script's shebang, e.g. [venv/bin/python, -IS]."""
     path = os.path.realpath(exe)
     try:
         with open(path, "rb") as f:
@@ -349,7 +355,7 @@ def python_launcher(exe: str, *xopts: str) -> list[str] | None:
         interp = shutil.which(interp) or interp
     if not os.path.basename(interp).startswith("python"):
         return None
-    return [interp, *([arg.strip()] if arg.strip() else []), *xopts, path]
+    return [interp, *([arg.strip()] if arg.strip() else [])]
 
 
 @dataclass

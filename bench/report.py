@@ -18,7 +18,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_JSON = os.path.join(HERE, "results", "latest.json")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-ORDER = ["lifecycle", "seq", "parallel", "exec", "memory", "imports", "commands"]
+ORDER = ["lifecycle", "seq", "parallel", "exec", "memory", "imports", "commands", "floor"]
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -87,9 +87,76 @@ def failure_lines(results: dict, name: str) -> list[str]:
     return out
 
 
-def notes(b: dict) -> list[str]:
+def median_of(results: dict, bench: str, series: str, key: str, rt: str) -> float | None:
+    for m in results["benchmarks"].get(bench, {}).get("metrics", []):
+        if (m["series"], m["key"]) == (series, key) and m["stats"].get(rt):
+            return m["stats"][rt]["median"]
+    return None
+
+
+def floor_notes(results: dict, ex: dict) -> list[str]:
+    """What the floor benchmark implies for the targets (see benchmarks.bench_floor)."""
+    out = [f"{rt}: `{argv}`" for rt, argv in ex.get("argv", {}).items()]
+    above = ex.get("pyruntime_state_above_floor_ms")
+    if above is not None:
+        out.append(f"pyruntime's `state` takes {fmt(above, 'ms')} beyond its interpreter's start")
+    for base in ("runc", "crun"):
+        r = ex.get(f"least_one_process_ratio_vs_{base}")
+        if r is not None:
+            out.append(f"lowest pyruntime/{base} any one-process command (state, list, kill, start, "
+                       f"delete) can reach, doing nothing at all: {r:.2f}× (the floor over {base}'s state)")
+    life = median_of(results, "lifecycle", "lifecycle", "total", "runc")
+    life_floor = median_of(results, "lifecycle", "floor", "floor", "pyruntime")
+    if life_floor and life:
+        out.append(f"create+start+delete start the interpreter 3 times: {fmt(3 * life_floor, 'ms')}, "
+                   f"{3 * life_floor / life:.0%} of runc's whole lifecycle ({fmt(life, 'ms')}, same "
+                   f"rounds) before any work")
+    return out
+
+
+# (benchmark, series, key, label, how many times pyruntime starts its interpreter); each
+# benchmark samples the floor in its own rounds (benchmarks.sample_floor)
+INTERPRETER_STARTS = [
+    ("lifecycle", "lifecycle", "total", "create+start+wait+delete", 3),
+    ("lifecycle", "lifecycle", "create", "  create", 1),
+    ("lifecycle", "lifecycle", "start", "  start", 1),
+    ("lifecycle", "lifecycle", "delete", "  delete", 1),
+    ("lifecycle", "run", "run", "run", 1),
+    ("exec", "exec", "exec", "exec", 1),
+    ("commands", "state", "ms", "state", 1),
+    ("commands", "list", "ms", "list", 1),
+    ("commands", "kill", "ms", "kill KILL", 1),
+]
+
+
+BEYOND = ("pyruntime's median minus its interpreter starts (n × the floor: its interpreter doing "
+          "nothing, sampled in the same benchmark's rounds), against runc's whole median")
+
+
+def beyond_floor_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Each target's pyruntime median minus its interpreter starts (n × the floor sampled in the
+    same benchmark's rounds), against runc's whole median: pyruntime's own work, all that
+    optimising pyruntime's code can cut."""
+    head = ["metric", "interpreter starts", "pyruntime", "floor", "minus n × floor", "runc",
+            "own work / runc"]
+    rows = []
+    for bench, series, key, label, n in INTERPRETER_STARTS:
+        floor = median_of(results, bench, "floor", "floor", "pyruntime")
+        py = median_of(results, bench, series, key, "pyruntime")
+        rc = median_of(results, bench, series, key, "runc")
+        if floor is None or py is None or rc is None:
+            continue
+        own = py - n * floor
+        rows.append([label, str(n), fmt(py, "ms"), fmt(floor, "ms"), fmt(own, "ms"), fmt(rc, "ms"),
+                     f"{own / rc:.2f}×"])
+    return head, rows
+
+
+def notes(b: dict, results: dict | None = None) -> list[str]:
     ex = b.get("extra", {})
     out = []
+    if "least_one_process_ratio_vs_runc" in ex or "argv" in ex:
+        out += floor_notes(results or {"benchmarks": {}}, ex)
     if ex.get("rss_tool"):
         out.append(f"peak RSS: ru_maxrss of the command run under {ex['rss_tool']} "
                    f"(its floor, /bin/true: {fmt(ex.get('rss_floor_kib'), 'KiB')}); init RSS from "
@@ -188,7 +255,7 @@ def render_text(results: dict) -> str:
                 out.append(f"           heaviest deps: {r[5]}")
         else:
             out.append(text_table(*table(results, name)))
-        for ln in notes(b):
+        for ln in notes(b, results):
             out.append(f"  note: {ln}")
         for ln in failure_lines(results, name):
             out.append(f"  ! {ln}")
@@ -197,6 +264,8 @@ def render_text(results: dict) -> str:
             for ln in lines:
                 out.append(f"  ! {rt} lock-like stderr: {ln}")
         out.append("")
+    if beyond_floor_rows(results)[1]:
+        out += [f"== beyond the interpreter's start: {BEYOND}", text_table(*beyond_floor_rows(results)), ""]
     head, rows = summary_rows(results)
     if rows:
         out += ["== summary (targets for pyruntime)", text_table(head, rows), ""]
@@ -245,11 +314,13 @@ def render_markdown(results: dict) -> str:
         else:
             out.append(md_table(*table(results, name)))
         fl = failure_lines(results, name)
-        if fl or notes(b):
+        if fl or notes(b, results):
             out.append("")
-            out += [f"- {md_escape(ln)}" for ln in notes(b)]
+            out += [f"- {md_escape(ln)}" for ln in notes(b, results)]
             out += [f"- ⚠ {md_escape(ln)}" for ln in fl]
         out.append("")
+    if beyond_floor_rows(results)[1]:
+        out += [f"**Beyond the interpreter's start** — {BEYOND}", "", md_table(*beyond_floor_rows(results)), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -4,7 +4,7 @@
     /opt/pyruntime/venv/bin/python bench/run.py [--rounds N] [--only lifecycle,exec,...]
         [--runtimes pyruntime,runc,crun] [--json PATH]
 
-Benchmarks (--only): lifecycle, seq, parallel, exec, memory, imports, commands.
+Benchmarks (--only): lifecycle, seq, parallel, exec, memory, imports, commands, floor.
 Runtimes alternate round by round; a runtime failing a round is reported with its error.
 Prints a table, writes JSON (default bench/results/latest.json); bench/report.py turns that
 JSON into Markdown. Needs root. Everything (containers, state dirs, bundles, the benchmark's

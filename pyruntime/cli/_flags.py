@@ -98,9 +98,17 @@ def usage(command: str, synopsis: str, flags: list[Flag], description: str = "")
     return "\n".join(lines) + "\n"
 
 
-def want_args(rest: list[str], n: int, command: str, what: str = "container id") -> list[str]:
-    if len(rest) < n:
-        raise UsageError(f'"{command}" requires a minimum of {n} argument(s)' if n > 1 else
-                         f'"{command}" requires exactly 1 argument(s)' if what == "container id" else
-                         f'"{command}" requires a {what}')
-    return rest
+def one_id(rest: list[str], command: str) -> str:
+    """The one positional argument (a container id) most commands take."""
+    if len(rest) != 1:
+        raise UsageError(f'"{command}" requires exactly 1 argument(s)')
+    return rest[0]
+
+
+def preserve_fds(n: int) -> int:
+    """--preserve-fds N plus $LISTEN_FDS (socket activation), as runc counts them."""
+    import os
+
+    listen = os.environ.get("LISTEN_FDS")
+    extra = int(listen) if listen and listen.isdigit() else 0
+    return max(0, n) + extra

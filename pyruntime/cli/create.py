@@ -3,7 +3,7 @@
 
 import os
 
-from pyruntime.cli._flags import Flag, parse, usage
+from pyruntime.cli._flags import Flag, one_id, parse, preserve_fds, usage
 
 FLAGS = [
     Flag("bundle,b", "str", "", help="path to the root of the bundle directory, defaults to the current directory"),
@@ -45,19 +45,3 @@ def monitor_hook(value: str):
         linux = evolve(spec.linux, seccomp=add_monitor(spec.linux.seccomp, os.path.abspath(sock), syscalls))
         return evolve(spec, linux=linux)
     return add
-
-
-def one_id(rest, command):
-    from pyruntime.errors import UsageError
-
-    if len(rest) != 1:
-        raise UsageError(f'"{command}" requires exactly 1 argument(s)')
-    return rest[0]
-
-
-def preserve_fds(n: int) -> int:
-    import os
-
-    listen = os.environ.get("LISTEN_FDS")
-    extra = int(listen) if listen and listen.isdigit() else 0
-    return max(0, n) + extra

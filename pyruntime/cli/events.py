@@ -4,7 +4,7 @@ from pyruntime import jsonio
 import sys
 import time
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, one_id, parse
 from pyruntime.errors import RuntimeFailure, UsageError
 
 FLAGS = [Flag("interval", "str", "5s", help="set the stats collection interval"),
@@ -28,7 +28,6 @@ def parse_duration(text: str) -> float:
 
 def run(ctx, argv):
     opts, rest = parse(FLAGS, argv, command="events")
-    from pyruntime.cli.create import one_id
     from pyruntime.container.lifecycle import cgroup_of, load
 
     cid = one_id(rest, "events")

@@ -2,7 +2,7 @@
 
 from pyruntime import jsonio
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, parse, preserve_fds
 from pyruntime.errors import RuntimeFailure, UsageError
 
 FLAGS = [
@@ -70,7 +70,6 @@ def run(ctx, argv):
 
         proxy = ConsoleProxy()
         console = proxy.child_socket
-    from pyruntime.cli.create import preserve_fds
     from pyruntime.container.exec import exec_in
 
     return exec_in(ctx, loaded, proc, detach=opts.detach, pid_file=opts.pid_file or None,

@@ -5,12 +5,11 @@ inode numbers, cgroup path and usage, created/started times, a summary of its co
 from pyruntime import jsonio
 import sys
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, one_id, parse
 
 
 def run(ctx, argv):
     _, rest = parse([Flag("help,h")], argv, command="inspect")
-    from pyruntime.cli.create import one_id
     from pyruntime.container.lifecycle import load
     from pyruntime.seed.info import inspect
 

@@ -1,12 +1,11 @@
 """pyruntime pause ID (alias: freeze): freeze every process of the container's cgroup."""
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, one_id, parse
 from pyruntime.errors import RuntimeFailure, WrongState
 
 
 def run(ctx, argv):
     _, rest = parse([Flag("help,h")], argv, command=ctx.command)
-    from pyruntime.cli.create import one_id
 
     set_frozen(ctx, one_id(rest, ctx.command), True)
     return 0

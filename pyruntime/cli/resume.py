@@ -1,11 +1,10 @@
 """pyruntime resume ID (alias: thaw)."""
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, one_id, parse
 
 
 def run(ctx, argv):
     _, rest = parse([Flag("help,h")], argv, command=ctx.command)
-    from pyruntime.cli.create import one_id
     from pyruntime.cli.pause import set_frozen
 
     set_frozen(ctx, one_id(rest, ctx.command), False)

@@ -1,6 +1,6 @@
 """pyruntime start ID: release a created container's init to exec the user process."""
 
-from pyruntime.cli._flags import Flag, parse, usage
+from pyruntime.cli._flags import Flag, one_id, parse, usage
 
 FLAGS = [Flag("help,h")]
 
@@ -10,7 +10,6 @@ def run(ctx, argv):
     if opts.help:
         print(usage("start", "<container-id>", FLAGS, "start a created container"), end="")
         return 0
-    from pyruntime.cli.create import one_id
     from pyruntime.container.lifecycle import start
 
     start(ctx, one_id(rest, "start"))

@@ -3,12 +3,11 @@
 from pyruntime import jsonio
 import sys
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, one_id, parse
 
 
 def run(ctx, argv):
     _, rest = parse([Flag("help,h")], argv, command="state")
-    from pyruntime.cli.create import one_id
     from pyruntime.container.lifecycle import load
 
     cdir, record, stat = load(ctx, one_id(rest, "state"), lock=False)

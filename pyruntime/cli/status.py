@@ -3,12 +3,11 @@ stopped) on stdout."""
 
 import sys
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, one_id, parse
 
 
 def run(ctx, argv):
     _, rest = parse([Flag("help,h")], argv, command="status")
-    from pyruntime.cli.create import one_id
     from pyruntime.container.lifecycle import load
 
     cdir, _record, stat = load(ctx, one_id(rest, "status"), lock=False)

@@ -7,7 +7,7 @@ resources in its saved config."""
 from pyruntime import jsonio
 import sys
 
-from pyruntime.cli._flags import Flag, parse
+from pyruntime.cli._flags import Flag, one_id, parse
 from pyruntime.errors import RuntimeFailure, UsageError
 
 FLAGS = [
@@ -119,7 +119,6 @@ def to_apply(old: dict, new: dict, version: str) -> dict:
 
 def run(ctx, argv):
     opts, rest = parse(FLAGS, argv, command="update")
-    from pyruntime.cli.create import one_id
 
     cid = one_id(rest, "update")
     if opts.resources:
