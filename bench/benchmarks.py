@@ -201,7 +201,9 @@ def sample_floor(h: Harness, rec: Recorder, rt: str, measured: bool) -> None:
     this machine's speed drifts, so pyruntime's time minus its interpreter starts is only
     meaningful against a floor measured alongside."""
     r = spawn(floor_argv(h, rt), env=h.env, timeout=h.timeout)
-    if r.ok and measured:
+    if not r.ok:
+        rec.fail("floor", rt, r.describe())
+    elif measured:
         rec.add("floor", rt, floor=r.wall_ms)
 
 

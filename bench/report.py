@@ -152,11 +152,11 @@ def beyond_floor_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def notes(b: dict, results: dict | None = None) -> list[str]:
+def notes(name: str, b: dict, results: dict) -> list[str]:
     ex = b.get("extra", {})
     out = []
-    if "least_one_process_ratio_vs_runc" in ex or "argv" in ex:
-        out += floor_notes(results or {"benchmarks": {}}, ex)
+    if name == "floor":
+        out += floor_notes(results, ex)
     if ex.get("rss_tool"):
         out.append(f"peak RSS: ru_maxrss of the command run under {ex['rss_tool']} "
                    f"(its floor, /bin/true: {fmt(ex.get('rss_floor_kib'), 'KiB')}); init RSS from "
@@ -255,7 +255,7 @@ def render_text(results: dict) -> str:
                 out.append(f"           heaviest deps: {r[5]}")
         else:
             out.append(text_table(*table(results, name)))
-        for ln in notes(b, results):
+        for ln in notes(name, b, results):
             out.append(f"  note: {ln}")
         for ln in failure_lines(results, name):
             out.append(f"  ! {ln}")
@@ -314,9 +314,9 @@ def render_markdown(results: dict) -> str:
         else:
             out.append(md_table(*table(results, name)))
         fl = failure_lines(results, name)
-        if fl or notes(b, results):
+        if fl or notes(name, b, results):
             out.append("")
-            out += [f"- {md_escape(ln)}" for ln in notes(b, results)]
+            out += [f"- {md_escape(ln)}" for ln in notes(name, b, results)]
             out += [f"- ⚠ {md_escape(ln)}" for ln in fl]
         out.append("")
     if beyond_floor_rows(results)[1]:
