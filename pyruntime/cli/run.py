@@ -5,8 +5,7 @@ with its status (128+N when killed by signal N), then delete it unless --keep.""
 
 import os
 
-from pyruntime.cli._flags import Flag, parse
-from pyruntime.cli._flags import one_id, preserve_fds
+from pyruntime.cli._flags import Flag, one_id, parse, preserve_fds
 from pyruntime.cli.create import FLAGS as CREATE_FLAGS, monitor_hook
 
 FLAGS = CREATE_FLAGS[:-1] + [
